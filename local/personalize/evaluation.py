@@ -54,7 +54,7 @@ def personalize_split(interactions: pd.DataFrame, seed: int = 42, user_frac=0.1,
     counts = interactions.groupby("USER_ID").size()
     eligible = np.array(sorted(counts[counts >= 2].index.tolist()), dtype=object)
     rng = np.random.default_rng(seed)
-    n_test = max(1, int(round(len(eligible) * user_frac)))
+    n_test = max(1, round(len(eligible) * user_frac))
     test_users = set(rng.choice(eligible, size=min(n_test, len(eligible)), replace=False).tolist())
     is_test = interactions["USER_ID"].isin(test_users).to_numpy()
     test = interactions[is_test].copy()
@@ -71,7 +71,7 @@ def personalize_split(interactions: pd.DataFrame, seed: int = 42, user_frac=0.1,
 def recommend_for_test_users(model, split: Split, k: int = TOP_K) -> dict[str, list[str]]:
     """Top-k item ids per test user, given only the user's input interactions (folded in)."""
     lists = {}
-    inputs = {u: g for u, g in split.test_input.groupby("USER_ID")}
+    inputs = dict(split.test_input.groupby("USER_ID"))
     for user in split.targets:
         frame = inputs.get(user)
         if frame is None or frame.empty:

@@ -146,7 +146,7 @@ def _explore(model, scores, top, num_results, campaign_config) -> np.ndarray:
         raise RequestError("itemExplorationConfig values must be numbers.") from None
     if not 0.0 <= weight <= 1.0:
         raise RequestError("explorationWeight must be between 0 and 1.")
-    slots = int(round(weight * num_results))
+    slots = round(weight * num_results)
     if slots == 0:
         return top
     catalog = model.catalog
@@ -156,7 +156,7 @@ def _explore(model, scores, top, num_results, campaign_config) -> np.ndarray:
     if not cold_ranked:
         return top
     warm = [i for i in top if not cold[i]]
-    merged, step = [], max(1, int(round(1 / weight)))
+    merged, step = [], max(1, round(1 / weight))
     cold_iter, warm_iter = iter(cold_ranked), iter(warm)
     for position in range(num_results):
         source = cold_iter if (position + 1) % step == 0 else warm_iter

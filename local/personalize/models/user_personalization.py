@@ -119,10 +119,7 @@ class UserPersonalizationModel(Model):
         np.add.at(x, np.asarray(items, dtype=np.int64), weights)
         nz = np.flatnonzero(x)
         values = np.log2(1.0 + x[nz]).astype(np.float32)
-        if self.method == "ease":
-            scores = values @ self.B[nz]
-        else:
-            scores = self.V @ (values @ self.V[nz])
+        scores = values @ self.B[nz] if self.method == "ease" else self.V @ (values @ self.V[nz])
         # A tiny popularity prior breaks ties among items the history says nothing about.
         return scores.astype(np.float64) + self.catalog.counts / max(self.catalog.counts.max(), 1.0) * 1e-6
 
@@ -167,14 +164,14 @@ def holdout_latest(X: sp.csr_matrix, ts: np.ndarray, seed: int, user_frac=0.1, i
     eligible = np.flatnonzero(counts >= 2)
     rng = np.random.default_rng(seed)
     chosen = (
-        rng.choice(eligible, size=max(1, int(round(len(eligible) * user_frac))), replace=False)
+        rng.choice(eligible, size=max(1, round(len(eligible) * user_frac)), replace=False)
         if len(eligible)
         else []
     )
     held: dict[int, np.ndarray] = {}
     for u in chosen:
         lo, hi = X.indptr[u], X.indptr[u + 1]
-        n_hold = max(1, int(round((hi - lo) * item_frac)))
+        n_hold = max(1, round((hi - lo) * item_frac))
         latest = lo + np.argsort(ts[lo:hi], kind="stable")[-n_hold:]
         held[int(u)] = X.indices[latest].copy()
         X.data[latest] = 0.0
