@@ -166,7 +166,8 @@ def analyze(totals: dict, config: dict, event_types: list[str], opts: AnalysisOp
             looks = [(_stat(spec, cc), _stat(spec, tt)) for cc, tt in zip(cum[control], cum[v], strict=True)]
             looks.append((c, t))
             th, var = np.array([_theta_var(spec, a, b) for a, b in looks]).T
-            unit_var = np.nanmean([c.variance, t.variance])
+            finite = [x for x in (c.variance, t.variance) if np.isfinite(x)]
+            unit_var = sum(finite) / len(finite) if finite else float("nan")
             tau2 = (opts.tau**2) * unit_var if np.isfinite(unit_var) and unit_var > 0 else float("nan")
             p_seq, lo, hi = sequential.always_valid(th, var, tau2, opts.alpha)
             res["sequential"] = {
