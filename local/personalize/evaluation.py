@@ -71,7 +71,7 @@ def personalize_split(interactions: pd.DataFrame, seed: int = 42, user_frac=0.1,
 def recommend_for_test_users(model, split: Split, k: int = TOP_K) -> dict[str, list[str]]:
     """Top-k item ids per test user, given only the user's input interactions (folded in)."""
     lists = {}
-    inputs = dict(split.test_input.groupby("USER_ID"))
+    inputs = {user: frame for user, frame in split.test_input.groupby("USER_ID")}  # noqa: C416
     for user in split.targets:
         frame = inputs.get(user)
         if frame is None or frame.empty:
