@@ -1,0 +1,223 @@
+"""`python -m local up|status|clean`: run the whole system offline, from template.yaml.
+
+up      start moto, the Personalize engine, the Lambda runner and the HTTP API; unless
+        --no-train, upload the sample data, train, and print how to call the API. Ctrl-C stops
+        everything (state is snapshotted to --state-dir and restored on the next `up`).
+status  say whether a stack runs on --state-dir and print its endpoints.
+clean   remove --state-dir (data, models, logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+DEFAULT_STATE = ".local-state"
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the local stack")
+    up.add_argument("--port", type=int, default=3000, help="HTTP API port (0: any free port)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--state-dir", default=DEFAULT_STATE)
+    up.add_argument("--template", default=None, help="template.yaml to run (default: the repo's)")
+    up.add_argument(
+        "--no-train", action="store_true", help="create and serve, but load no data, train nothing"
+    )
+    up.add_argument("--retrain", action="store_true", help="train again even if the state dir has models")
+    up.add_argument("--data", default=None, help="raw data directory to train on (default: datasets/sample)")
+    up.add_argument(
+        "--mode", default="FULL", choices=["FULL", "UPDATE"], help="trainingMode of the execution"
+    )
+    up.add_argument("--simulate", action="store_true", help="after training, run the traffic simulator")
+    up.add_argument(
+        "--parameter-overrides", nargs="*", default=[], metavar="KEY=VALUE", help="template parameters"
+    )
+    up.add_argument(
+        "--exit-when-ready", action="store_true", help="stop once trained and serving (benchmarks)"
+    )
+    for name in ("status", "clean"):
+        p = sub.add_parser(name)
+        p.add_argument("--state-dir", default=DEFAULT_STATE)
+    return parser.parse_args(argv)
+
+
+def _running_pid(state_dir: Path) -> int | None:
+    try:
+        pid = int((state_dir / "stack.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+def cmd_status(state_dir: Path) -> int:
+    from local.stack import read_env_file
+
+    pid = _running_pid(state_dir)
+    if pid is None:
+        print(f"no local stack running on {state_dir}")
+        return 1
+    env = read_env_file(state_dir / "endpoints.env")
+    try:
+        with urllib.request.urlopen(f"{env['API_URL']}/health", timeout=5) as resp:
+            health = resp.status
+    except OSError as exc:
+        health = f"unreachable ({exc})"
+    print(f"local stack pid {pid}, API {env.get('API_URL')} health {health}")
+    for key, value in env.items():
+        print(f"  {key}={value}")
+    return 0
+
+
+def cmd_clean(state_dir: Path) -> int:
+    import shutil
+
+    if _running_pid(state_dir) is not None:
+        print(f"a stack is running on {state_dir}: stop it (Ctrl-C) before cleaning", file=sys.stderr)
+        return 1
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+        print(f"removed {state_dir}")
+    else:
+        print(f"nothing to clean: {state_dir} does not exist")
+    return 0
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--parameter-overrides: {pair!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _print_ready(stack, trained: bool) -> None:
+    env, url = stack.env(), stack.api_url
+    print("\nEndpoints (also in " + str(stack.state_dir / "endpoints.env") + "):")
+    for key in sorted(k for k in env if k.startswith("AWS_ENDPOINT_URL")):
+        print(f"  {key}={env[key]}")
+    print("Outputs:")
+    for key, value in stack.outputs().items():
+        print(f"  {key}={value}")
+    experiment = stack.template.parameters.get("ExperimentId", "recs-ab")
+    print(f"\nAPI: {url}   (set -a; . {stack.state_dir / 'endpoints.env'}; set +a  to use boto3 / aws CLI)")
+    print("Try:")
+    print(f"  curl -s {url}/health")
+    print(
+        f"  curl -s -X POST {url}/recommendations -H 'content-type: application/json' "
+        """-d '{"user_id": "1", "num_results": 5}'"""
+    )
+    print(
+        f"  curl -s -X POST {url}/events -H 'content-type: application/json' "
+        """-d '{"user_id": "1", "item_id": "50", "event_type": "click"}'"""
+    )
+    print(f"  curl -s {url}/experiments/{experiment}/results   # the A/B test's results")
+    if not trained:
+        print("(no training ran: upload raw/ data to the bucket and start the state machine to train)")
+    print("Ctrl-C stops the stack; state is kept in", stack.state_dir, flush=True)
+
+
+def _run_simulator(stack) -> None:
+    try:
+        from local import simulate
+    except ImportError as exc:
+        print(f"--simulate: the traffic simulator is not available ({exc})")
+        return
+    print("\nSimulating traffic through the API...", flush=True)
+    simulate.main(["--api-url", stack.api_url])
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from local.stack import ROOT, LocalStack, StackError
+    from local.template import TemplateError
+
+    state_dir = Path(args.state_dir)
+    if _running_pid(state_dir) is not None:
+        print(f"error: a stack already runs on {state_dir} (python -m local status)", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    begun = time.perf_counter()
+    stack = LocalStack(
+        state_dir,
+        port=args.port,
+        host=args.host,
+        template_path=args.template or ROOT / "template.yaml",
+        overrides=_overrides(args.parameter_overrides),
+    )
+    print(f"Starting the local stack from {stack.template_path} (state: {stack.state_dir})", flush=True)
+    try:
+        stack.start()
+        print(f"  serving in {time.perf_counter() - begun:.1f}s", flush=True)
+        trained = False
+        marker = stack.state_dir / "trained.json"
+        if args.no_train:
+            pass
+        elif marker.exists() and not args.retrain:
+            print(f"  models from a previous run kept ({marker}); --retrain trains again", flush=True)
+            trained = True
+        else:
+            data = Path(args.data) if args.data else ROOT / "datasets" / "sample"
+            keys = stack.upload_raw_data(data)
+            print(f"  uploaded {len(keys)} files from {data} to s3://{stack.data_bucket()}/raw/", flush=True)
+            print(f"Training ({args.mode}):", flush=True)
+            outcome = stack.train(args.mode)
+            if outcome.status != "SUCCEEDED":
+                where = f" in {outcome.failed_state}" if outcome.failed_state else ""
+                print(
+                    f"\nerror: training {outcome.status}{where}: {outcome.error or ''}\n  cause: {outcome.cause}\n"
+                    f"  execution: {outcome.execution_arn}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 1
+            marker.write_text(
+                json.dumps({"execution_arn": outcome.execution_arn, "seconds": outcome.seconds})
+            )
+            stack.snapshot()
+            trained = True
+            print(
+                f"  trained in {outcome.seconds:.1f}s (execution); ready {time.perf_counter() - begun:.1f}s after start"
+            )
+        stack.write_endpoints_file()
+        _print_ready(stack, trained)
+        if args.simulate:
+            _run_simulator(stack)
+        if args.exit_when_ready:
+            return 0
+        while not stop.wait(0.5):
+            pass
+        return 0
+    except (StackError, TemplateError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("\nStopping the local stack (saving state)...", flush=True)
+        stack.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.command == "up":
+        return cmd_up(args)
+    if args.command == "status":
+        return cmd_status(Path(args.state_dir))
+    return cmd_clean(Path(args.state_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
