@@ -97,7 +97,11 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, len(finite))
     if k == 0:
         return finite[:0]
-    part = finite[np.argpartition(-scores[finite], k - 1)[:k]] if k < len(finite) else finite
+    values = scores[finite]
+    kth = -np.partition(-values, k - 1)[k - 1]
+    # Everything above the k-th score, then the lowest indices among the ties at it (deterministic).
+    above, tied = finite[values > kth], finite[values == kth]
+    part = np.concatenate([above, tied[: k - len(above)]])
     return part[np.lexsort((part, -scores[part]))]
 
 
