@@ -1,0 +1,217 @@
+"""Traffic simulator: users with planted preferences browse through the HTTP API.
+
+    python -m local.simulate --api-url http://127.0.0.1:3000 [--users 300] [--sessions 5] [--aa]
+
+Each simulated user has a hidden taste over a few item clusters (an item's cluster comes from
+its genres or category in the response, or from its id). In every session the user asks for
+recommendations (POST /recommendations), scans them top-down, views, clicks and buys with
+probabilities that grow with how much the item matches their taste, and reports what they
+did (POST /events, carrying the recommendation_id). Events reach Personalize, so a model
+that personalises learns the taste across sessions and really wins; one that cannot does
+not. --aa makes behaviour independent of what is shown: no variant can be better, and the
+analysis must say so. Results accumulate per experiment, so run an A/A on a fresh stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+CLUSTERS = 8
+NUM_RESULTS = 10
+EXAMINE_DECAY = 0.85  # chance to look at the next item (position bias)
+
+
+class ApiError(RuntimeError):
+    pass
+
+
+def _post(api_url: str, path: str, body: dict, timeout: float = 30) -> dict:
+    req = urllib.request.Request(
+        api_url.rstrip("/") + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.load(resp)
+    except urllib.error.HTTPError as exc:
+        raise ApiError(f"POST {path} -> {exc.code}: {exc.read().decode(errors='replace')[:300]}") from None
+    except urllib.error.URLError as exc:
+        raise ApiError(f"POST {path}: cannot reach {api_url}: {exc.reason}") from None
+
+
+def _stable(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+def item_clusters(item: dict) -> list[int]:
+    """Clusters of an item from its metadata (genres, else category, else its id)."""
+    labels = item.get("genres") or ([item["category"]] if item.get("category") else []) or [item_id(item)]
+    if isinstance(labels, str):
+        labels = labels.split("|")
+    return sorted({_stable(str(g)) % CLUSTERS for g in labels})
+
+
+def item_id(item: dict) -> str:
+    return str(item.get("item_id") or item.get("itemId") or item.get("id"))
+
+
+def item_price(item: dict) -> float:
+    price = item.get("price")
+    try:
+        return round(float(price), 2) if price is not None else 5.0 + _stable(item_id(item)) % 20
+    except (TypeError, ValueError):
+        return 10.0
+
+
+@dataclass
+class SimUser:
+    user_id: str
+    taste: list[float]  # weight per cluster, max 1
+    rng: random.Random
+
+    @classmethod
+    def planted(cls, user_id: str, rng: random.Random) -> SimUser:
+        liked = rng.sample(range(CLUSTERS), 2)
+        taste = [0.05] * CLUSTERS
+        taste[liked[0]], taste[liked[1]] = 1.0, 0.6
+        return cls(user_id, taste, random.Random(rng.random()))
+
+    def affinity(self, item: dict) -> float:
+        return max(self.taste[c] for c in item_clusters(item))
+
+
+@dataclass
+class Tally:
+    users: int = 0
+    sessions: int = 0
+    fallbacks: int = 0
+    events: Counter = field(default_factory=Counter)
+    revenue: float = 0.0
+    buyers: int = 0
+
+
+def browse(api_url: str, user: SimUser, sessions: int, aa: bool) -> tuple[str | None, Tally]:
+    """One user's sessions; returns (variant, what the user did)."""
+    tally, variant, bought = Tally(users=1), None, False
+    for _ in range(sessions):
+        rec = _post(api_url, "/recommendations", {"user_id": user.user_id, "num_results": NUM_RESULTS})
+        variant = rec.get("variant", variant)
+        tally.sessions += 1
+        tally.fallbacks += bool(rec.get("fallback"))
+        events = []
+        for item in rec.get("items") or []:
+            if user.rng.random() > EXAMINE_DECAY:
+                break
+            # A/A: behaviour ignores what was shown, so no variant can truly differ.
+            a = 0.35 if aa else user.affinity(item)
+            base = {
+                "user_id": user.user_id,
+                "item_id": item_id(item),
+                "recommendation_id": rec["recommendation_id"],
+            }
+            events.append({**base, "event_type": "view"})
+            if user.rng.random() < 0.02 + 0.4 * a:
+                events.append({**base, "event_type": "click"})
+                if user.rng.random() < 0.05 + 0.3 * a:
+                    price = item_price(item)
+                    events.append({**base, "event_type": "purchase", "value": price})
+                    tally.revenue += price
+                    bought = True
+        for i in range(0, len(events), 10):
+            _post(api_url, "/events", {"events": events[i : i + 10]})
+        tally.events.update(e["event_type"] for e in events)
+    tally.buyers = int(bought)
+    return variant, tally
+
+
+def run(
+    api_url: str, users: int = 300, sessions: int = 5, aa: bool = False, seed: int = 7, workers: int = 8
+) -> dict:
+    """Simulate `users` users in parallel; returns what they did per variant (ground truth)."""
+    rng = random.Random(seed)
+    run_id = uuid.UUID(int=rng.getrandbits(128)).hex[:8]
+    people = [SimUser.planted(f"sim-{run_id}-{i}", rng) for i in range(users)]
+    per_variant: dict[str, Tally] = defaultdict(Tally)
+    errors: list[str] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(browse, api_url, u, sessions, aa) for u in people]
+        for f in futures:
+            try:
+                variant, t = f.result()
+            except ApiError as exc:
+                errors.append(str(exc))
+                continue
+            agg = per_variant[variant or "?"]
+            agg.users += t.users
+            agg.sessions += t.sessions
+            agg.fallbacks += t.fallbacks
+            agg.events.update(t.events)
+            agg.revenue += t.revenue
+            agg.buyers += t.buyers
+    if errors and len(errors) == users:
+        raise ApiError(f"every simulated user failed; first error: {errors[0]}")
+    return {
+        "users": users - len(errors),
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "variants": {
+            v: {
+                "users": t.users,
+                "sessions": t.sessions,
+                "fallbacks": t.fallbacks,
+                "events": dict(t.events),
+                "conversion": t.buyers / t.users if t.users else 0.0,
+                "revenue_per_user": t.revenue / t.users if t.users else 0.0,
+            }
+            for v, t in sorted(per_variant.items())
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--api-url", required=True)
+    ap.add_argument("--users", type=int, default=300)
+    ap.add_argument("--sessions", type=int, default=5, help="sessions per user")
+    ap.add_argument("--aa", action="store_true", help="A/A: behaviour independent of recommendations")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--experiment", default="recs-ab", help="experiment whose results are printed")
+    args = ap.parse_args(argv)
+    if args.users < 1 or args.sessions < 1:
+        ap.error("--users and --sessions must be positive")
+    try:
+        summary = run(args.api_url, args.users, args.sessions, args.aa, args.seed, args.workers)
+    except ApiError as exc:
+        print(f"simulation failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"simulated {summary['users']} users ({'A/A' if args.aa else 'planted preferences'}), "
+        f"{summary['error_count']} failed"
+    )
+    for v, s in summary["variants"].items():
+        print(
+            f"  {v}: users={s['users']} conversion={s['conversion']:.3f} revenue/user={s['revenue_per_user']:.2f} "
+            f"events={s['events']} fallbacks={s['fallbacks']}"
+        )
+    from local.report import fetch_results
+
+    results = fetch_results(args.api_url, args.experiment)
+    print(f"results: {results['verdict']['summary']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
