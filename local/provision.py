@@ -260,7 +260,8 @@ def upload_directory(client: ClientFactory, bucket: str, prefix: str, source: Pa
     s3 = client("s3")
     keys = []
     for path in sorted(p for p in source.rglob("*") if p.is_file()):
-        key = f"{prefix.rstrip('/')}/{path.relative_to(source).as_posix()}"
+        relative = path.relative_to(source).as_posix()
+        key = f"{prefix.rstrip('/')}/{relative}" if prefix.strip("/") else relative
         s3.upload_file(str(path), bucket, key)
         keys.append(key)
     return keys

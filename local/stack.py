@@ -55,6 +55,16 @@ LOCAL_PARAMETERS = {
 }
 
 
+STACK_NAME = "personalize-ab-local"
+
+
+def load_template(
+    path: str | Path = ROOT / "template.yaml", overrides: dict[str, Any] | None = None
+) -> tmpl.Template:
+    """The template as the local stack resolves it (local parameter overrides, local stack name)."""
+    return tmpl.load(path, {**LOCAL_PARAMETERS, **(overrides or {})}, stack_name=STACK_NAME)
+
+
 class StackError(RuntimeError):
     """A clear, user-facing failure (port in use, missing data, failed pipeline...)."""
 
@@ -108,7 +118,9 @@ class LocalStack:
                 f"port {self.port} on {self.host} is in use (another `make run`?): stop it or pass --port N"
             )
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.template = tmpl.load(self.template_path, self.overrides, stack_name=self._stack_name())
+        with contextlib.suppress(FileNotFoundError):  # a stale file from the last run is not "ready"
+            (self.state_dir / "endpoints.env").unlink()
+        self.template = load_template(self.template_path, self.overrides)
         try:
             self._start_moto()
             self._start_personalize()
@@ -149,9 +161,6 @@ class LocalStack:
         self.stop()
 
     # -- parts -------------------------------------------------------------------------------
-    def _stack_name(self) -> str:
-        return "personalize-ab-local"
-
     def _start_moto(self) -> None:
         from moto import mock_aws
         from moto.server import ThreadedMotoServer
@@ -268,7 +277,8 @@ class LocalStack:
         lines = [f"{k}={_shell_quote(v)}" for k, v in self.env().items()]
         tmp = path.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(path)  # readers never see half a file
+        (self.state_dir / "outputs.json").write_text(json.dumps(self.outputs(), indent=2, default=str))
+        tmp.replace(path)  # written last: its presence means the stack is ready
         return path
 
     # -- persistence of moto's state (DynamoDB items, S3 objects) ------------------------------

@@ -34,7 +34,7 @@ class _CfnLoader(yaml.SafeLoader):
 
 
 def _tag_constructor(loader: yaml.Loader, tag_suffix: str, node: yaml.Node) -> dict:
-    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    name = tag_suffix if tag_suffix in ("Ref", "Condition") else f"Fn::{tag_suffix}"
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)
         if tag_suffix == "GetAtt":  # !GetAtt A.B is the short form of [A, B]
@@ -55,7 +55,10 @@ _CfnLoader.yaml_implicit_resolvers = {
 
 
 def load_yaml(text: str) -> dict:
-    doc = yaml.load(text, Loader=_CfnLoader)
+    try:
+        doc = yaml.load(text, Loader=_CfnLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"template is not valid YAML: {exc}") from exc
     if not isinstance(doc, dict) or "Resources" not in doc:
         raise TemplateError("template has no Resources section")
     return doc

@@ -1,0 +1,130 @@
+"""The local stack for end-to-end tests: one stack per session, started as `python -m local up`.
+
+It runs as a subprocess (exactly what `make run` starts, with --no-train) so that moto's
+in-process mocks of other tests in the same session cannot touch its state. Tests reach it
+only through public interfaces: HTTP on `.api_url` and boto3 clients from `.client(name)`.
+Set LOCAL_STACK_STATE_DIR to reuse a stack that is already running on that state dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+# The template under test: the repo's, unless LOCAL_STACK_TEMPLATE names another.
+TEMPLATE = Path(os.environ.get("LOCAL_STACK_TEMPLATE") or ROOT / "template.yaml")
+STARTUP_TIMEOUT = 90
+_SERVICE_ENV = {"stepfunctions": "SFN", "logs": "CLOUDWATCH_LOGS", "events": "EVENTBRIDGE"}
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    sys.path.insert(0, str(ROOT))
+    from local.stack import read_env_file as parse
+
+    return parse(path)
+
+
+@dataclass
+class RunningStack:
+    state_dir: Path
+    env: dict[str, str]
+    outputs: dict[str, Any]
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+    endpoints: dict[str, str] = field(init=False)
+    api_url: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.endpoints = {k: v for k, v in self.env.items() if k.startswith("AWS_ENDPOINT_URL")}
+        self.api_url = self.env["API_URL"]
+
+    def client(self, name: str, **kwargs: Any) -> Any:
+        key = f"AWS_ENDPOINT_URL_{_SERVICE_ENV.get(name, name.upper().replace('-', '_'))}"
+        return boto3.client(
+            name,
+            endpoint_url=self.endpoints.get(key, self.endpoints.get("AWS_ENDPOINT_URL")),
+            region_name=self.env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"max_attempts": 2}),
+            **kwargs,
+        )
+
+    def stop(self) -> int | None:
+        """SIGTERM (as Ctrl-C would): the stack snapshots its state and exits."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def start_stack(state_dir: Path, *args: str, timeout: float = STARTUP_TIMEOUT) -> RunningStack:
+    """Start `python -m local up --no-train --port 0` on state_dir; return once endpoints.env exists."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ready = state_dir / "endpoints.env"
+    ready.unlink(missing_ok=True)
+    log_path = state_dir.parent / f"{state_dir.name}.log"
+    log = log_path.open("ab")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "local",
+            "up",
+            "--no-train",
+            "--port",
+            "0",
+            "--state-dir",
+            str(state_dir),
+            "--template",
+            str(TEMPLATE),
+            *args,
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    )
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+            raise RuntimeError(
+                f"local stack did not start (exit {process.poll()}):\n{log_path.read_text()[-4000:]}"
+            )
+        time.sleep(0.1)
+    outputs = json.loads((state_dir / "outputs.json").read_text())
+    return RunningStack(state_dir, read_env_file(ready), outputs, process, log_path)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory):
+    reuse = os.environ.get("LOCAL_STACK_STATE_DIR")
+    if reuse:
+        state = Path(reuse)
+        yield RunningStack(
+            state, read_env_file(state / "endpoints.env"), json.loads((state / "outputs.json").read_text())
+        )
+        return
+    stack = start_stack(tmp_path_factory.mktemp("local-stack") / "state")
+    try:
+        yield stack
+    finally:
+        stack.stop()

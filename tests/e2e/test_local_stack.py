@@ -1,0 +1,164 @@
+"""The local stack through its public interfaces: HTTP, boto3, and the `python -m local` CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from local import template as tmpl
+from local.stack import load_template
+from tests.e2e.conftest import ROOT, TEMPLATE, start_stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def template() -> tmpl.Template:
+    return load_template(TEMPLATE)
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_health_answers_200(local_stack):
+    status, _ = _get(f"{local_stack.api_url}/health")
+    assert status == 200
+
+
+def test_unknown_route_is_a_json_404(local_stack):
+    status, body = _get(f"{local_stack.api_url}/no-such-route/{uuid.uuid4()}")
+    assert status == 404
+    assert json.loads(body) == {"message": "Not Found"}
+
+
+def test_endpoints_env_names_every_endpoint_fake_credentials_and_output(local_stack, template):
+    env = local_stack.env
+    for service in (
+        "DYNAMODB",
+        "S3",
+        "SFN",
+        "LAMBDA",
+        "PERSONALIZE",
+        "PERSONALIZE_RUNTIME",
+        "PERSONALIZE_EVENTS",
+    ):
+        assert env[f"AWS_ENDPOINT_URL_{service}"].startswith("http://127.0.0.1:"), service
+    assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"] and env["AWS_DEFAULT_REGION"]
+    assert env["API_URL"] == local_stack.api_url
+    declared = set(template.doc.get("Outputs") or {})
+    assert declared, "the template declares no outputs"
+    assert declared <= set(env), f"missing outputs: {declared - set(env)}"
+    assert env["ApiUrl"].rstrip("/").startswith(local_stack.api_url)
+
+
+def test_tables_exist_as_the_template_declares(local_stack, template):
+    ddb = local_stack.client("dynamodb")
+    tables = template.of_type("AWS::DynamoDB::Table")
+    assert tables
+    for r in tables:
+        props = template.resolve(r.properties)
+        table = ddb.describe_table(TableName=r.physical_name)["Table"]
+        assert table["KeySchema"] == props["KeySchema"], r.logical_id
+        declared_gsis = {g["IndexName"]: g["KeySchema"] for g in props.get("GlobalSecondaryIndexes", [])}
+        actual_gsis = {g["IndexName"]: g["KeySchema"] for g in table.get("GlobalSecondaryIndexes", [])}
+        assert actual_gsis == declared_gsis, r.logical_id
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            described = ddb.describe_time_to_live(TableName=r.physical_name)["TimeToLiveDescription"]
+            assert described["AttributeName"] == ttl["AttributeName"]
+            assert described["TimeToLiveStatus"] == "ENABLED"
+
+
+def test_external_boto3_reaches_s3_dynamodb_and_step_functions(local_stack, template):
+    bucket = local_stack.outputs["DataBucketName"]
+    s3 = local_stack.client("s3")
+    key = f"raw/e2e-{uuid.uuid4()}.txt"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"hello")
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"hello"
+    s3.delete_object(Bucket=bucket, Key=key)
+
+    assert set(local_stack.client("dynamodb").list_tables()["TableNames"]) >= {
+        r.physical_name for r in template.of_type("AWS::DynamoDB::Table")
+    }
+
+    sfn = local_stack.client("stepfunctions")
+    machine = sfn.describe_state_machine(stateMachineArn=local_stack.outputs["TrainingStateMachineArn"])
+    definition = json.loads(machine["definition"])  # substitutions applied: valid JSON, no placeholders
+    assert "${" not in machine["definition"], "unresolved DefinitionSubstitutions"
+    assert definition["States"]
+    # --no-train: nothing was started
+    assert sfn.list_executions(stateMachineArn=machine["stateMachineArn"])["executions"] == []
+
+
+def test_lambda_invoke_api_knows_the_template_functions(local_stack, template):
+    lam = local_stack.client("lambda")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.invoke(FunctionName="no-such-function", Payload=b"{}")
+    function = template.of_type("AWS::Serverless::Function")[0]
+    dry = lam.invoke(FunctionName=template.arn(function), InvocationType="DryRun", Payload=b"{}")
+    assert dry["StatusCode"] == 204
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "local",
+                "up",
+                "--no-train",
+                "--port",
+                str(port),
+                "--state-dir",
+                str(tmp_path),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"port {port}" in result.stderr and "in use" in result.stderr
+
+
+def test_restart_keeps_table_items_and_objects(tmp_path):
+    state = tmp_path / "state"
+    first = start_stack(state)
+    try:
+        users = first.outputs["UsersTableName"]
+        bucket = first.outputs["DataBucketName"]
+        first.client("dynamodb").put_item(TableName=users, Item={"user_id": {"S": "kept"}, "n": {"N": "7"}})
+        first.client("s3").put_object(Bucket=bucket, Key="raw/kept.csv", Body=b"a,b\n1,2\n")
+    finally:
+        assert first.stop() == 0
+    second = start_stack(state)
+    try:
+        item = second.client("dynamodb").get_item(TableName=users, Key={"user_id": {"S": "kept"}})["Item"]
+        assert item["n"] == {"N": "7"}
+        body = second.client("s3").get_object(Bucket=bucket, Key="raw/kept.csv")["Body"].read()
+        assert body == b"a,b\n1,2\n"
+    finally:
+        second.stop()
+    clean = subprocess.run(
+        [sys.executable, "-m", "local", "clean", "--state-dir", str(state)],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+    )
+    assert clean.returncode == 0 and not state.exists()
