@@ -139,6 +139,10 @@ def _run_simulator(stack) -> None:
     simulate.main(["--api-url", stack.api_url])
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from local.stack import ROOT, LocalStack, StackError
     from local.template import TemplateError
@@ -148,7 +152,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"error: a stack already runs on {state_dir} (python -m local status)", file=sys.stderr)
         return 2
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops cleanly, like Ctrl-C
     begun = time.perf_counter()
     stack = LocalStack(
         state_dir,

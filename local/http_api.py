@@ -155,8 +155,15 @@ def to_http_response(result: Any) -> tuple[int, dict[str, str], list[str], bytes
 
 
 class HttpApi:
-    def __init__(self, runner: LambdaRunner, api_id: str = "localapi", cors: dict | None = None):
+    def __init__(
+        self,
+        runner: LambdaRunner,
+        api_id: str = "localapi",
+        cors: dict | None = None,
+        stage: str | None = None,
+    ):
         self.runner = runner
+        self.stage = None if stage in (None, "", "$default") else stage
         self.routes = routes_from_specs(runner)
         self.api_id = api_id
         self.cors = cors
@@ -164,11 +171,14 @@ class HttpApi:
 
     def handle(self, method: str, target: str, headers, body: bytes, source_ip: str = "127.0.0.1"):
         parts = urlsplit(target)
-        found = match(self.routes, method, parts.path)
+        path = parts.path
+        if self.stage and (path == f"/{self.stage}" or path.startswith(f"/{self.stage}/")):
+            path = path[len(self.stage) + 1 :] or "/"  # a named stage prefixes every route
+        found = match(self.routes, method, path)
         if found is None:
             if method == "OPTIONS" and self.cors:
                 return 204, self._cors_headers(), [], b""
-            if method == "GET" and parts.path == "/health":  # the template declares none: the stack answers
+            if method == "GET" and path == "/health":  # the template declares none: the stack answers
                 return (
                     200,
                     {"content-type": "application/json"},

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -140,6 +141,7 @@ def _worker_main() -> None:
     The protocol runs over the original stdin/stdout (length-prefixed JSON); the handler's own
     prints and logs go to the function's log file (fd 1 and 2), as they go to CloudWatch in AWS.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the stack, which stops its workers
     channel_in = os.fdopen(os.dup(0), "rb")
     channel_out = os.fdopen(os.dup(1), "wb")
     spec = _receive(channel_in)

@@ -136,8 +136,10 @@ class LocalStack:
 
     def stop(self, snapshot: bool = True) -> None:
         if snapshot and self._moto is not None and self.template is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self.snapshot()
+            except Exception as exc:  # say so: the next start will not have these changes
+                print(f"  ! could not save state to {self.state_dir / 'moto'}: {exc}", file=self.out)
         for part in (self.api, self.runner, self._personalize):
             if part is not None:
                 with contextlib.suppress(Exception):
@@ -237,7 +239,10 @@ class LocalStack:
         apis = t.of_type("AWS::Serverless::HttpApi")
         cors = t.resolve(apis[0].properties.get("CorsConfiguration")) if apis else None
         api_id = t.resolve({"Ref": apis[0].logical_id}) if apis else "localapi"
-        self.api = HttpApi(self.runner, api_id=api_id, cors=cors if isinstance(cors, dict) else None)
+        stage = t.resolve(apis[0].properties.get("StageName")) if apis else None
+        self.api = HttpApi(
+            self.runner, api_id=api_id, cors=cors if isinstance(cors, dict) else None, stage=stage
+        )
         self.api_url = self.api.serve(self.host, self.port)
         # Outputs and env vars that name the API's AWS URL now name the local one.
         t.url_rewrites[f"https://{api_id}.execute-api.{t.region}.amazonaws.com"] = self.api_url
