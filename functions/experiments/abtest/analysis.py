@@ -65,9 +65,9 @@ def _stat(spec: MetricSpec, counters: dict):
 
 def _theta_var(spec: MetricSpec, c, t):
     """Difference of means and its variance, elementwise-safe (NaN when undefined)."""
-    if spec.kind == "proportion":
-        diff, se, *_ = frequentist.two_proportion_z(c.successes, c.n, t.successes, t.n)
-        return float(diff), float(se) ** 2
+    if c.n <= 0 or t.n <= 0:
+        return float("nan"), float("nan")
+    # proportions: the unpooled variance, the same as the Wald CI of the fixed analysis
     return t.mean - c.mean, t.var_of_mean + c.var_of_mean
 
 
