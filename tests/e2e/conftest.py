@@ -62,6 +62,29 @@ class RunningStack:
             **kwargs,
         )
 
+    def upload_raw(self, source: Path = ROOT / "datasets" / "sample") -> list[str]:
+        """Upload a raw data directory (datasets/README.md layout) to the bucket's raw/ prefix."""
+        s3, bucket, keys = self.client("s3"), self.outputs["DataBucketName"], []
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            key = f"raw/{path.relative_to(source).as_posix()}"
+            s3.upload_file(str(path), bucket, key)
+            keys.append(key)
+        return keys
+
+    def run_training(self, execution_input: dict | None = None, timeout: float = 600) -> dict:
+        """Start the training state machine and wait for it; returns DescribeExecution's answer."""
+        sfn = self.client("stepfunctions")
+        arn = sfn.start_execution(
+            stateMachineArn=self.outputs["TrainingStateMachineArn"],
+            input=json.dumps(execution_input or {"trainingMode": "FULL"}),
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        while True:
+            described = sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING" or time.monotonic() > deadline:
+                return described
+            time.sleep(0.5)
+
     def stop(self) -> int | None:
         """SIGTERM (as Ctrl-C would): the stack snapshots its state and exits."""
         if self.process is None or self.process.poll() is not None:
@@ -128,3 +151,18 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory):
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_local_stack(local_stack):
+    """The session's stack after one FULL training on datasets/sample (run once per session)."""
+    local_stack.upload_raw()
+    described = local_stack.run_training({"trainingMode": "FULL"})
+    if described["status"] != "SUCCEEDED":
+        history = local_stack.client("stepfunctions").get_execution_history(
+            executionArn=described["executionArn"], reverseOrder=True, maxResults=5
+        )["events"]
+        pytest.fail(
+            f"training {described['status']}: {described.get('error')} {described.get('cause')}\n{history}"
+        )
+    return local_stack
