@@ -70,24 +70,22 @@ def personalize_split(interactions: pd.DataFrame, seed: int = 42, user_frac=0.1,
 
 def recommend_for_test_users(model, split: Split, k: int = TOP_K) -> dict[str, list[str]]:
     """Top-k item ids per test user, given only the user's input interactions (folded in)."""
+    frame = split.test_input
+    codes = frame["ITEM_ID"].map(model.catalog.index)
+    frame = frame[codes.notna().to_numpy()]  # items the model never saw cannot be input
+    items_all = codes.dropna().to_numpy(np.int64)
+    ts_all = frame["TIMESTAMP"].to_numpy(np.float64)
+    weights_all = event_weights(frame["EVENT_TYPE"], ts_all, model.now, model.config)
+    rows = dict(frame.groupby("USER_ID").indices.items())
+    empty = np.zeros(0, np.int64)
     lists = {}
-    inputs = {user: frame for user, frame in split.test_input.groupby("USER_ID")}  # noqa: C416
     for user in split.targets:
-        frame = inputs.get(user)
-        if frame is None or frame.empty:
-            items, weights, ts = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-        else:
-            codes = frame["ITEM_ID"].map(model.catalog.index)
-            known = codes.notna().to_numpy()
-            frame = frame[known]
-            items = codes[known].to_numpy(np.int64)
-            ts = frame["TIMESTAMP"].to_numpy(np.float64)
-            weights = event_weights(frame["EVENT_TYPE"], ts, model.now, model.config)
+        idx = rows.get(user, empty)
+        items, weights, ts = items_all[idx], weights_all[idx], ts_all[idx]
         scores = np.asarray(model.item_scores_for_profile(items, weights, ts), dtype=np.float64).copy()
         if model.recipe_type != "POPULAR_ITEMS":
             scores[items] = -np.inf
-        top = top_indices(scores, k)
-        lists[user] = model.catalog.item_ids[top].tolist()
+        lists[user] = model.catalog.item_ids[top_indices(scores, k)].tolist()
     return lists
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import lapack
 from scipy.sparse.linalg import svds
 
 from local.personalize.models.base import SECONDS_PER_DAY, Model, hyper
@@ -22,6 +23,7 @@ from local.personalize.models.base import SECONDS_PER_DAY, Model, hyper
 EASE_MAX_ITEMS = 8000
 LAMBDA_GRID = (0.5, 1.0, 2.0, 4.0, 8.0)  # × mean item popularity (the scale of diag XᵀX)
 SVD_FACTORS = 128
+MAX_TUNING_USERS = 1000  # enough to rank a handful of λ values; bounds tuning cost on big data
 
 
 class UserPersonalizationModel(Model):
@@ -69,13 +71,14 @@ class UserPersonalizationModel(Model):
         evals, Q = np.linalg.eigh(G)
         users = np.array(sorted(held))
         inputs = fit[users].toarray()
+        projected, squares = inputs @ Q, Q * Q
         best, best_lam = -1.0, 2.0 * scale
         for factor in LAMBDA_GRID:
             lam = factor * scale
-            P = (Q / (evals + lam)) @ Q.T
-            B = P / -np.diag(P)
-            np.fill_diagonal(B, 0.0)
-            scores = inputs @ B
+            inverse = 1.0 / (evals + lam)
+            # x·B for the held-out users only: B = P/−diag(P) off the diagonal (seen items are masked,
+            # so the diagonal term does not matter); never forms the n×n matrix P.
+            scores = ((projected * inverse) @ Q.T) / -(squares @ inverse)
             scores[inputs > 0] = -np.inf
             quality = mean_ndcg(scores, [held[u] for u in users], 10)
             if quality > best + 1e-9:
@@ -143,11 +146,23 @@ class UserPersonalizationModel(Model):
 def ease(X: sp.csr_matrix, lam: float) -> tuple[np.ndarray, np.ndarray]:
     G = (X.T @ X).toarray()
     G[np.diag_indices_from(G)] += lam
-    P = np.linalg.inv(G)
+    P = symmetric_inverse(G)
     p_diag = np.diag(P).copy()
     B = P / -p_diag[None, :]
     np.fill_diagonal(B, 0.0)
     return B.astype(np.float32), p_diag
+
+
+def symmetric_inverse(G: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive-definite matrix through its Cholesky factor (about twice
+    as fast as a general inverse)."""
+    factor, info = lapack.dpotrf(G, lower=False, overwrite_a=True)
+    if info != 0:
+        return np.linalg.inv(G)
+    upper, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        return np.linalg.inv(G)
+    return np.triu(upper) + np.triu(upper, 1).T
 
 
 def pure_svd(X: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +178,7 @@ def holdout_latest(X: sp.csr_matrix, ts: np.ndarray, seed: int, user_frac=0.1, i
     counts = np.diff(X.indptr)
     eligible = np.flatnonzero(counts >= 2)
     rng = np.random.default_rng(seed)
+    user_frac = min(user_frac, MAX_TUNING_USERS / max(len(eligible), 1))
     chosen = (
         rng.choice(eligible, size=max(1, round(len(eligible) * user_frac)), replace=False)
         if len(eligible)
