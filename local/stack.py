@@ -168,6 +168,8 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
+        # moto's ASL engine logs each failing state with its internals; progress.py reports causes.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         os.environ.update(FAKE_CREDENTIALS)
         for suffix in MOTO_SERVICES:  # in-process calls stay in-process (moto's stubber)
             os.environ.pop(f"AWS_ENDPOINT_URL_{suffix}", None)
