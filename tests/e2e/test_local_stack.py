@@ -10,7 +10,9 @@ import urllib.error
 import urllib.request
 import uuid
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from local import template as tmpl
 from local.stack import load_template
@@ -162,3 +164,91 @@ def test_restart_keeps_table_items_and_objects(tmp_path):
         timeout=60,
     )
     assert clean.returncode == 0 and not state.exists()
+
+
+# --- The Lambda runner on its own: real handlers in worker processes, Lambda's Invoke API ---
+
+HANDLER = """
+import os, time
+import shared
+
+def lambda_handler(event, context):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+        return {"pid": os.getpid()}
+    if event.get("fail"):
+        raise KeyError(event["fail"])
+    return {"env": os.environ["GREETING"], "shared": shared.VALUE, "name": context.function_name,
+            "remaining_ok": 0 < context.get_remaining_time_in_millis() <= 2000}
+"""
+
+
+@pytest.fixture
+def runner(tmp_path):
+    from local.lambda_runner import FunctionSpec, LambdaRunner
+
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "app.py").write_text(HANDLER)
+    (tmp_path / "layer").mkdir()
+    (tmp_path / "layer" / "shared.py").write_text("VALUE = 'from-layer'\n")
+    spec = FunctionSpec(
+        logical_id="Fn",
+        name="stack-Fn",
+        arn="arn:aws:lambda:us-east-1:123456789012:function:stack-Fn",
+        handler="app.lambda_handler",
+        code_dir=tmp_path / "fn",
+        layer_dirs=[tmp_path / "layer"],
+        environment={"GREETING": "hello"},
+        timeout=2,
+    )
+    runner = LambdaRunner({"stack-Fn": spec}, tmp_path / "logs")
+    url = runner.serve()
+    client = boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(retries={"max_attempts": 0}, read_timeout=30),
+    )
+    yield runner, client, tmp_path
+    runner.stop()
+
+
+def test_runner_invokes_the_real_handler_with_env_layers_and_context(runner):
+    _, client, _ = runner
+    reply = client.invoke(
+        FunctionName="arn:aws:lambda:us-east-1:123456789012:function:stack-Fn:$LATEST", Payload=b"{}"
+    )
+    assert "FunctionError" not in reply
+    assert json.loads(reply["Payload"].read()) == {
+        "env": "hello",
+        "shared": "from-layer",
+        "name": "stack-Fn",
+        "remaining_ok": True,
+    }
+
+
+def test_runner_reports_handler_errors_and_timeouts_as_lambda_does(runner):
+    _, client, tmp_path = runner
+    failed = client.invoke(FunctionName="stack-Fn", Payload=json.dumps({"fail": "user_id"}))
+    assert failed["FunctionError"] == "Unhandled"
+    payload = json.loads(failed["Payload"].read())
+    assert payload["errorType"] == "KeyError" and "user_id" in payload["errorMessage"]
+    assert "KeyError" in (tmp_path / "logs" / "Fn.log").read_text()  # the trace went to the function's log
+
+    slow = client.invoke(FunctionName="stack-Fn", Payload=json.dumps({"sleep": 5}))
+    assert slow["FunctionError"] == "Unhandled"
+    assert json.loads(slow["Payload"].read())["errorType"] == "Sandbox.Timedout"
+    after = client.invoke(FunctionName="stack-Fn", Payload=b"{}")  # a fresh worker replaces the killed one
+    assert "FunctionError" not in after
+
+
+def test_runner_serves_concurrent_invocations(runner):
+    from concurrent.futures import ThreadPoolExecutor
+
+    r, _, _ = runner
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: r.invoke("stack-Fn", {"sleep": 0.3}), range(8)))
+    assert all(ok for ok, _ in replies)
+    assert len({value["pid"] for _, value in replies}) > 1  # several warm workers, as Lambda scales out
