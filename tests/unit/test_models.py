@@ -207,7 +207,19 @@ def test_save_load_roundtrip_keeps_recommendations(tmp_path):
         assert loaded.metrics == model.metrics
     up = load_model(tmp_path / "aws-user-personalization")
     assert isinstance(up, UserPersonalizationModel)
-    up.record_event("u3", "a29", "click", T0 + 50 * DAY)  # fold-in still works after a load
+    before = get_recommendations(up, user_id="fresh_user", num_results=5, campaign_config={})
+    for k, item in enumerate(["b1", "b2", "b3"]):  # fold-in works after a load ...
+        up.record_event("fresh_user", item, "click", T0 + 50 * DAY + k)
+    folded = get_recommendations(up, user_id="fresh_user", num_results=5, campaign_config={})
+    assert folded != before
+    assert up.trained_until < T0 + 50 * DAY
+    up.save(tmp_path / "again")  # ... and folded-in events survive the next save/load
+    assert (
+        get_recommendations(
+            load_model(tmp_path / "again"), user_id="fresh_user", num_results=5, campaign_config={}
+        )
+        == folded
+    )
 
 
 def test_request_validation():

@@ -171,6 +171,22 @@ class History:
         bits = self.event_bits([event_type]) if event_type in self.event_types else 0
         self.overlay.setdefault(user_id, []).append((item, weight, ts, bits))
 
+    def overlay_arrays(self) -> dict[str, np.ndarray]:
+        rows = [(u, *event) for u, events in self.overlay.items() for event in events]
+        cols = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]
+        dtypes = (str, np.int64, np.float64, np.float64, np.int64)
+        names = ("ov_users", "ov_items", "ov_weights", "ov_ts", "ov_evmask")
+        return {name: np.array(col, dtype=dt) for name, col, dt in zip(names, cols, dtypes, strict=True)}
+
+    def restore_overlay(self, arrays) -> None:
+        if "ov_users" not in arrays:
+            return
+        for u, i, w, t, m in zip(
+            *(arrays[k].tolist() for k in ("ov_users", "ov_items", "ov_weights", "ov_ts", "ov_evmask")),
+            strict=True,
+        ):
+            self.overlay.setdefault(u, []).append((i, w, t, m))
+
 
 def collapse(items: np.ndarray, weights: np.ndarray, n_items: int) -> np.ndarray:
     """Dense user vector: summed weights per item, compressed with log2(1+w) so repeats count less."""
@@ -192,6 +208,9 @@ class Model:
     ):
         self.recipe, self.recipe_type, self.config = recipe, recipe_type, dict(config)
         self.catalog, self.history, self.now = catalog, history, float(now)
+        # Newest event in the training data: events after it (PutEvents) are the ones to replay
+        # into a model loaded from an older save.
+        self.trained_until = float(now)
         self.user_meta: dict[str, dict[str, str]] = {}
         self.metrics: dict[str, float] = {}  # of the solution version, for UPDATE to carry over
 
@@ -265,6 +284,7 @@ class Model:
             "h_ts": h.ts,
             "h_evmask": h.evmask,
             **{f"meta__{k}": v for k, v in c.meta.items()},
+            **h.overlay_arrays(),  # events folded in since training survive a save/load
             **self._arrays(),
         }
         np.savez(directory / "arrays.npz", **arrays)
@@ -274,6 +294,7 @@ class Model:
             "recipe_type": self.recipe_type,
             "config": self.config,
             "now": self.now,
+            "trained_until": self.trained_until,
             "event_types": h.event_types,
             "user_meta": self.user_meta,
             "metrics": self.metrics,
@@ -303,6 +324,8 @@ class Model:
         model = cls(meta["recipe"], meta["recipe_type"], meta["config"], catalog, history, meta["now"])
         model.user_meta = meta["user_meta"]
         model.metrics = meta.get("metrics", {})
+        model.trained_until = meta.get("trained_until", meta["now"])
+        history.restore_overlay(arrays)
         model._restore(meta["extra"], arrays)
         return model
 
