@@ -233,3 +233,37 @@ def test_request_validation():
         get_recommendations(
             model, user_id="u1", campaign_config={"itemExplorationConfig": {"explorationWeight": "2"}}
         )
+
+
+def test_large_catalogue_path_uses_svd_and_updates_new_items(monkeypatch):
+    import local.personalize.models.user_personalization as up
+
+    monkeypatch.setattr(up, "EASE_MAX_ITEMS", 10)  # force the low-rank path on the small planted data
+    model, _ = train("aws-user-personalization", config={"algorithmHyperParameters": {"factors": "4"}})
+    assert model.method == "svd" and model.B is None
+    assert all(
+        i.startswith("a")
+        for i in ids(get_recommendations(model, user_id="u2", num_results=5, campaign_config={}))
+    )
+    base = planted_interactions()
+    newcomers = pd.DataFrame(
+        [(f"u{u}", "b_new", T0 + 20 * DAY + u, "click", np.nan) for u in range(30, 60, 2)],
+        columns=base.columns,
+    )
+    updated, _ = train(
+        "aws-user-personalization", pd.concat([base, newcomers]), mode="UPDATE", previous=model
+    )
+    assert updated.method == "svd" and updated.V.shape[0] == len(updated.catalog)
+    ranking = ids(get_recommendations(updated, user_id="u41", num_results=40, campaign_config={}))
+    assert ranking.index("b_new") < min(ranking.index(i) for i in ranking if i.startswith("a"))
+
+
+def test_loose_input_types_are_normalised():
+    df = planted_interactions().drop(columns=["EVENT_TYPE", "EVENT_VALUE"])
+    df["USER_ID"] = df["USER_ID"].str[1:].astype(int)  # integer ids, no event columns
+    model, _ = train("aws-user-personalization", df)
+    assert ids(get_recommendations(model, user_id="1", num_results=3, campaign_config={}))
+    bad = planted_interactions()
+    bad["TIMESTAMP"] = "yesterday"
+    with pytest.raises(TrainingError, match="TIMESTAMP"):
+        train("aws-user-personalization", bad)
