@@ -155,7 +155,7 @@ def quality(data: TrainingData) -> None:
     print(
         "  Published numbers: no ML-100k result under Personalize's hold-out was found to cite. The closest\n"
         "  protocol found (disjoint test users, chronological query/target split) is on ML-1M, not ML-100k:\n"
-        "  ItemPop NDCG@10 0.071, EASE 0.123 (github.com/ivoryRabbit/RecSys README) — the same EASE/popularity\n"
+        "  ItemPop NDCG@10 0.071, EASE 0.123 (README of GitHub ivoryRabbit/RecSys) — the same EASE/popularity\n"
         "  ordering; absolute values are not comparable across datasets and protocols."
     )
 

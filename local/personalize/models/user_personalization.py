@@ -23,6 +23,7 @@ from local.personalize.models.base import SECONDS_PER_DAY, Model, hyper
 EASE_MAX_ITEMS = 8000
 LAMBDA_GRID = (0.5, 1.0, 2.0, 4.0, 8.0)  # × mean item popularity (the scale of diag XᵀX)
 SVD_FACTORS = 128
+TUNING_USER_FRAC = 0.5  # half the users give λ a steadier validation signal than 10% (measured on ML-100k)
 MAX_TUNING_USERS = 1000  # enough to rank a handful of λ values; bounds tuning cost on big data
 
 
@@ -61,9 +62,12 @@ class UserPersonalizationModel(Model):
             self.V, self.sigma = pure_svd(X, int(hyper(self.config, "factors", SVD_FACTORS)))
 
     def _tune_lambda(self, X: sp.csr_matrix) -> float:
-        """λ with the best NDCG@10 on the latest 10% of a random 10% of users (Personalize's own
-        split, applied inside the training data). One eigendecomposition serves every λ."""
-        fit, held = holdout_latest(X, self.history.ts, seed=int(hyper(self.config, "seed", 7)))
+        """λ with the best NDCG@10 on the latest 10% of the interactions of a random half of the
+        users (Personalize's kind of hold-out, inside the training data). One eigendecomposition
+        serves every λ."""
+        fit, held = holdout_latest(
+            X, self.history.ts, seed=int(hyper(self.config, "seed", 7)), user_frac=TUNING_USER_FRAC
+        )
         scale = max(float(X.multiply(X).sum(axis=0).mean()), 1e-6)
         if not held:
             return 2.0 * scale
