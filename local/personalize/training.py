@@ -55,7 +55,7 @@ def train_solution_version(
         raise TrainingError(f"Unknown recipe {recipe!r}; use one of {sorted(RECIPES)}.")
     if training_mode not in ("FULL", "UPDATE"):
         raise TrainingError(f"trainingMode must be FULL or UPDATE, not {training_mode!r}.")
-    events = normalise(select_events(data.interactions, config))
+    events = select_events(normalise(data.interactions), config)
     check_minimum(events, config)
     if training_mode == "UPDATE":
         return _update(recipe, events, data, config, previous)

@@ -222,7 +222,7 @@ class Model:
         weights = event_weights(events["EVENT_TYPE"], events["TIMESTAMP"].to_numpy(), now, config)
         model = cls(recipe, recipe_type, config, catalog, History.build(events, catalog, weights), now)
         if users is not None:
-            frame = users.drop_duplicates("USER_ID", keep="last").astype(str)
+            frame = users.drop_duplicates("USER_ID", keep="last").fillna("").astype(str)
             frame.columns = [c.upper() for c in frame.columns]
             model.user_meta = frame.set_index("USER_ID").to_dict(orient="index")
         return model
