@@ -127,3 +127,10 @@ def test_filters_apply_at_serving(model):
         get_recommendations(model, user_id="u1", filter_values={"G": '"x"'})
     with pytest.raises(RequestError, match="Invalid filter"):
         get_recommendations(model, user_id="u1", filter="INCLUDE nothing")
+
+
+def test_current_item_values_come_from_the_requested_item(model):
+    f = compile_filter("INCLUDE ItemID WHERE Items.GENRES IN (CurrentItem.GENRES)")
+    mask = f.allowed(model, user_id="u1", item_id="a6")  # a6 is only "Comedy"
+    assert {i for i, ok in zip(model.catalog.item_ids.tolist(), mask, strict=True) if ok} == {"a5", "a6"}
+    assert not f.allowed(model, user_id="u1", item_id="unknown").any()
