@@ -110,15 +110,28 @@ def create_bucket(t: Template, r: Resource, client: ClientFactory) -> None:
     # Encryption: moto records it but has no real KMS behind objects; keys are not enforced locally.
     encryption = props.get("BucketEncryption")
     if encryption:
-        s3.put_bucket_encryption(
-            Bucket=r.physical_name,
-            ServerSideEncryptionConfiguration={"Rules": encryption["ServerSideEncryptionConfiguration"]},
-        )
+        rules = [  # CloudFormation says ServerSideEncryptionByDefault, the API ApplyServerSideEncryptionByDefault
+            {
+                **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
+                "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+            }
+            for rule in encryption["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=r.physical_name, ServerSideEncryptionConfiguration={"Rules": rules})
 
 
 def create_bucket_policy(t: Template, r: Resource, client: ClientFactory) -> None:
+    """The policy minus statements on aws:SecureTransport: loopback traffic is plain HTTP, and
+    moto evaluates bucket policies, so a TLS-only Deny would refuse every local request."""
     props = t.resolve(r.properties)
-    client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"]))
+    document = dict(props["PolicyDocument"])
+    statements = document.get("Statement", [])
+    statements = [statements] if isinstance(statements, dict) else statements
+    document["Statement"] = [
+        s for s in statements if "aws:SecureTransport" not in json.dumps(s.get("Condition", {}))
+    ]
+    if document["Statement"]:
+        client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
 
 
 def create_topic(t: Template, r: Resource, client: ClientFactory) -> None:
