@@ -218,20 +218,29 @@ def test_results_match_an_independent_computation(api):
     assert body["verdict"]["decision"] == "winner" and body["verdict"]["winner"] == "B"
 
 
-def test_results_validate_against_the_openapi_document(api):
+def test_responses_validate_against_the_openapi_document(api):
     openapi = ROOT / "docs" / "openapi.yaml"
-    if not openapi.exists():
-        pytest.skip("docs/openapi.yaml not written yet")
     import jsonschema
     import yaml
 
+    doc = yaml.safe_load(openapi.read_text())
+
+    def check(body, name):
+        # refs are "#/components/schemas/...": validate with the components beside the schema
+        jsonschema.validate(body, {**doc["components"]["schemas"][name], "components": doc["components"]})
+
     call, tables = api
     _load(tables)
-    _, body = call("/experiments/exp-1/results")
-    doc = yaml.safe_load(openapi.read_text())
-    schemas = doc["components"]["schemas"]
-    # refs are "#/components/schemas/...": validate with the components beside the schema
-    jsonschema.validate(body, {**schemas["ExperimentResults"], "components": doc["components"]})
+    for analysis in ("sequential", "fixed"):
+        check(call("/experiments/exp-1/results", {"analysis": analysis})[1], "ExperimentResults")
+    check(call("/experiments/recs-ab/results")[1], "ExperimentResults")  # no data at all: nulls
+    check(call("/experiments/exp-1")[1], "ExperimentConfig")
+    check(call("/experiments/nope/results")[1], "Error")
+    check(call("/experiments/exp-1/results", {"alpha": "x"})[1], "Error")
+    broken = call("/experiments/exp-1/results")[1]
+    broken["verdict"]["decision"] = "ship it"
+    with pytest.raises(jsonschema.ValidationError):
+        check(broken, "ExperimentResults")
 
 
 def test_config_route_hides_plumbing_and_normalises_weights(api):
