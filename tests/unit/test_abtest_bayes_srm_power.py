@@ -69,3 +69,18 @@ def test_days_needed_from_recent_daily_traffic():
     assert power.days_needed(1000, 400, rate) == 3
     assert power.days_needed(300, 400, rate) == 0
     assert power.days_needed(1000, 400, 0) is None
+
+
+def test_planted_lift_is_detected_with_the_promised_power():
+    # Size the test with users_needed, run 2000 simulated experiments at that size with the
+    # lift planted: the z-test must reject in ~80% of them (3-sigma binomial tolerance).
+    from abtest.frequentist import two_proportion_z  # isort: skip
+
+    p0, rel, alpha, sims = 0.10, 0.10, 0.05, 2000
+    var0, var1 = p0 * (1 - p0), p0 * (1 + rel) * (1 - p0 * (1 + rel))
+    per_arm = power.users_needed(p0 * rel, var0, var1, 0.5, 0.5, alpha) // 2
+    rng = np.random.default_rng(17)
+    x0 = rng.binomial(per_arm, p0, sims)
+    x1 = rng.binomial(per_arm, p0 * (1 + rel), sims)
+    rejected = np.mean(two_proportion_z(x0, per_arm, x1, per_arm)[3] < alpha)
+    assert abs(rejected - 0.8) < 3 * np.sqrt(0.8 * 0.2 / sims), rejected
