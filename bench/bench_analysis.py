@@ -93,6 +93,37 @@ def main() -> None:
         )
     print("aggregates: constant in the number of users (one Query of 3 x (days+1) items);")
     print("raw scan: linear, and in production it would also have to read every event first.")
+    aa_peeking(rng)
+
+
+def aa_peeking(rng, sims: int = 200, days: int = 14, per_day: int = 300) -> None:
+    """A/A experiments through the full analyze(): how often does someone who looks every day
+    see a 'significant' difference? Fixed-horizon CIs per day vs the always-valid p-value."""
+    naive = seq = 0
+    for _ in range(sims):
+        totals = {}
+        for v in "ABC":
+            day_counters = {
+                f"2026-11-{d + 1:02d}": counters_from_users(simulate_users(rng, per_day, 0.1, 0.2), per_day)
+                for d in range(days)
+            }
+            all_c: dict[str, float] = {}
+            for c in day_counters.values():
+                for k, x in c.items():
+                    all_c[k] = all_c.get(k, 0.0) + x
+            totals[v] = {"all": all_c, "days": day_counters}
+        res = analyze(
+            totals, {"control": "A", "weights": dict.fromkeys("ABC", 1 / 3)}, EVENT_TYPES, AnalysisOptions()
+        )
+        lifts = [row["lift"][v] for row in res["timeline"] for v in ("B", "C")]
+        naive += any(
+            lo is not None and (lo > 0 or hi < 0)
+            for lo, hi in (x["absolute_ci"] or (None, None) for x in lifts)
+        )
+        seq += res["verdict"]["decision"] == "winner"
+    print(f"A/A, {sims} experiments x {days} daily looks, 3 variants, {per_day} users/variant/day:")
+    print(f"  naive daily peeking (unadjusted 95% CI excludes 0 on some day): {naive / sims:.1%}")
+    print(f"  sequential verdict names a winner (always-valid p, Holm):        {seq / sims:.1%}")
 
 
 if __name__ == "__main__":
