@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -222,15 +223,26 @@ class HttpApi:
                 pass
 
             def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY_BYTES:
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    status, headers, cookies, data = 400, {}, [], b'{"message":"Bad Request"}'
+                    self.close_connection = True
+                elif length > MAX_BODY_BYTES:
                     status, headers, cookies, data = 413, {}, [], b'{"message":"Request Entity Too Large"}'
                     self.close_connection = True
                 else:
                     body = self.rfile.read(length)
-                    status, headers, cookies, data = api.handle(
-                        self.command, self.path, self.headers, body, self.client_address[0]
-                    )
+                    try:
+                        status, headers, cookies, data = api.handle(
+                            self.command, self.path, self.headers, body, self.client_address[0]
+                        )
+                    except Exception:  # a defect of the stack itself: still a JSON answer, logged
+                        traceback.print_exc()
+                        status, headers, cookies = 500, {"content-type": "application/json"}, []
+                        data = b'{"message":"Internal Server Error"}'
                 self.send_response(status)
                 for key, value in headers.items():
                     if key.lower() not in ("content-length", "connection", "transfer-encoding"):
