@@ -123,7 +123,11 @@ def _print_ready(stack, trained: bool) -> None:
         f"  curl -s -X POST {url}/events -H 'content-type: application/json' "
         """-d '{"user_id": "1", "item_id": "50", "event_type": "click"}'"""
     )
-    print(f"  curl -s {url}/experiments/{experiment}/results   # the A/B test's results")
+    print(f"  curl -s {url}/experiments/{experiment}            # variants, weights, live campaigns")
+    print(f"  curl -s {url}/experiments/{experiment}/results    # the A/B test's results")
+    print(
+        f"Report with charts: python -m local.report --api-url {url} --experiment {experiment} --out reports/"
+    )
     if not trained:
         print("(no training ran: upload raw/ data to the bucket and start the state machine to train)")
     print("Ctrl-C stops the stack; state is kept in", stack.state_dir, flush=True)
@@ -136,7 +140,8 @@ def _run_simulator(stack) -> None:
         print(f"--simulate: the traffic simulator is not available ({exc})")
         return
     print("\nSimulating traffic through the API...", flush=True)
-    simulate.main(["--api-url", stack.api_url])
+    experiment = stack.template.parameters.get("ExperimentId", "recs-ab")
+    simulate.main(["--api-url", stack.api_url, "--experiment", str(experiment)])
 
 
 def _interrupt(*_: object) -> None:
