@@ -16,12 +16,14 @@ How the pieces reach each other (verified; see docs/local-stack.md):
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import os
 import socket
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -63,6 +65,43 @@ def load_template(
 ) -> tmpl.Template:
     """The template as the local stack resolves it (local parameter overrides, local stack name)."""
     return tmpl.load(path, {**LOCAL_PARAMETERS, **(overrides or {})}, stack_name=STACK_NAME)
+
+
+def fix_moto_execution_clone() -> None:
+    """Let moto's Step Functions engine start a second execution of a state machine (two fixes).
+
+    moto 5.2.1's StartExecution deep-copies the state machine, including its past executions,
+    whose workers hold boto3 clients (locks): the copy raises "cannot pickle '_thread.RLock'"
+    and every execution after the first one that called a service fails with HTTP 500.
+    The clone only needs the definition and settings, so past executions are shared, not copied.
+    """
+    from moto.stepfunctions.models import StateMachine
+
+    if getattr(StateMachine, "_local_clone_fix", False):
+        return
+
+    def deepcopy_sharing_executions(self: Any, memo: dict) -> Any:
+        clone = self.__class__.__new__(self.__class__)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            setattr(clone, key, value if key == "executions" else copy.deepcopy(value, memo))
+        return clone
+
+    StateMachine.__deepcopy__ = deepcopy_sharing_executions
+    StateMachine._local_clone_fix = True
+
+    # StartExecution without a name: AWS generates a UUID, moto names it "None" (so the second
+    # unnamed execution of a machine fails with ExecutionAlreadyExists).
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: Any, state_machine_arn: str, name: str | None = None, *args: Any, **kwargs: Any
+    ):
+        return original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    StepFunctionsParserBackend.start_execution = start_execution
 
 
 class StackError(RuntimeError):
@@ -174,6 +213,7 @@ class LocalStack:
         for suffix in MOTO_SERVICES:  # in-process calls stay in-process (moto's stubber)
             os.environ.pop(f"AWS_ENDPOINT_URL_{suffix}", None)
         os.environ.pop("AWS_ENDPOINT_URL", None)
+        fix_moto_execution_clone()
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         port = _pick_port(self.host, self.port + 1 if self.port else 0)

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def template() -> tmpl.Template:
+    if not TEMPLATE.is_file():
+        pytest.skip(f"{TEMPLATE} does not exist yet: the local stack is built from it")
     return load_template(TEMPLATE)
 
 
@@ -113,7 +116,7 @@ def test_lambda_invoke_api_knows_the_template_functions(local_stack, template):
     assert dry["StatusCode"] == 204
 
 
-def test_port_in_use_is_a_clear_error(tmp_path):
+def test_port_in_use_is_a_clear_error(tmp_path, template):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -139,7 +142,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
     assert f"port {port}" in result.stderr and "in use" in result.stderr
 
 
-def test_restart_keeps_table_items_and_objects(tmp_path):
+def test_restart_keeps_table_items_and_objects(tmp_path, template):
     state = tmp_path / "state"
     first = start_stack(state)
     try:
@@ -252,3 +255,131 @@ def test_runner_serves_concurrent_invocations(runner):
         replies = list(pool.map(lambda _: r.invoke("stack-Fn", {"sleep": 0.3}), range(8)))
     assert all(ok for ok, _ in replies)
     assert len({value["pid"] for _, value in replies}) > 1  # several warm workers, as Lambda scales out
+
+
+# --- The wiring on a small template of its own (independent of the repo's template) ---
+
+WIRING_TEMPLATE = """
+Transform: AWS::Serverless-2016-10-31
+Parameters:
+  PollSeconds: {Type: Number, Default: 60}
+Globals:
+  Function:
+    Timeout: 20
+    Environment: {Variables: {TABLE: !Ref Table}}
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+    Properties:
+      BillingMode: PAY_PER_REQUEST
+      AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.handler
+      Events:
+        Get: {Type: HttpApi, Properties: {Path: "/things/{thingId}", Method: GET}}
+  Machine:
+    Type: AWS::Serverless::StateMachine
+    Properties:
+      DefinitionUri: machine.asl.json
+      DefinitionSubstitutions: {FnArn: !GetAtt Fn.Arn, Table: !Ref Table, Poll: !Ref PollSeconds}
+Outputs:
+  TableName: {Value: !Ref Table}
+  MachineArn: {Value: !Ref Machine}
+  ApiUrl: {Value: !Sub "https://${ServerlessHttpApi}.execute-api.${AWS::Region}.amazonaws.com/"}
+"""
+WIRING_HANDLER = """
+import json, os, boto3
+
+def handler(event, context):
+    table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
+    if "routeKey" in event:  # through the HTTP API: read what the state machine wrote
+        item = table.get_item(Key={"pk": event["pathParameters"]["thingId"]}).get("Item")
+        return {"statusCode": 200 if item else 404, "headers": {"content-type": "application/json"},
+                "body": json.dumps({"route": event["routeKey"], "item": item}, default=str)}
+    if event.get("bad"):
+        raise ValueError("column user_id is missing")
+    table.put_item(Item={"pk": event["id"], "by": context.function_name})  # the handler writes to moto
+    return {"id": event["id"]}
+"""
+WIRING_MACHINE = """{"StartAt": "Invoke", "States": {
+  "Invoke": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+             "Parameters": {"FunctionName": "${FnArn}", "Payload.$": "$"},
+             "ResultSelector": {"id.$": "$.Payload.id"}, "Next": "Wait"},
+  "Wait": {"Type": "Wait", "Seconds": ${Poll}, "Next": "Mark"},
+  "Mark": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:updateItem",
+           "Parameters": {"TableName": "${Table}", "Key": {"pk": {"S.$": "$.id"}},
+                          "UpdateExpression": "SET marked = :m", "ExpressionAttributeValues": {":m": {"S": "by-sfn"}}},
+           "End": true}}}"""
+
+
+@pytest.fixture(scope="module")
+def wiring_stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wiring")
+    (root / "fn").mkdir()
+    (root / "fn" / "app.py").write_text(WIRING_HANDLER)
+    (root / "machine.asl.json").write_text(WIRING_MACHINE)
+    (root / "template.yaml").write_text(WIRING_TEMPLATE)
+    stack = start_stack(
+        root / "state", "--parameter-overrides", "PollSeconds=1", template=root / "template.yaml"
+    )
+    yield stack
+    stack.stop()
+
+
+def _run(stack, payload: dict) -> dict:
+    sfn = stack.client("stepfunctions")
+    arn = sfn.start_execution(
+        stateMachineArn=stack.outputs["MachineArn"], name=f"t-{uuid.uuid4()}", input=json.dumps(payload)
+    )["executionArn"]
+    for _ in range(120):
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.25)
+    raise AssertionError("execution did not finish")
+
+
+def test_state_machine_invokes_real_handlers_and_writes_to_moto_and_the_api_reads_it(wiring_stack):
+    described = _run(wiring_stack, {"id": "thing-1"})
+    assert described["status"] == "SUCCEEDED", described
+    item = wiring_stack.client("dynamodb").get_item(
+        TableName=wiring_stack.outputs["TableName"], Key={"pk": {"S": "thing-1"}}
+    )["Item"]
+    assert item["by"]["S"].endswith("-Fn")  # written by the handler in its worker, over the wire
+    assert item["marked"] == {"S": "by-sfn"}  # written by moto's engine in-process: the same table
+    status, body = _get(f"{wiring_stack.api_url}/things/thing-1")
+    assert status == 200
+    assert json.loads(body)["route"] == "GET /things/{thingId}"
+    assert wiring_stack.outputs["ApiUrl"] == f"{wiring_stack.api_url}/"  # the AWS URL, made local
+
+
+def test_a_failing_handler_fails_the_execution_with_its_error_and_cause(wiring_stack):
+    described = _run(wiring_stack, {"id": "x", "bad": True})
+    assert described["status"] == "FAILED"
+    history = wiring_stack.client("stepfunctions").get_execution_history(
+        executionArn=described["executionArn"]
+    )
+    failed = [e for e in history["events"] if e["type"] == "TaskFailed"]
+    assert failed and failed[0]["taskFailedEventDetails"]["error"] == "ValueError"
+    assert "column user_id is missing" in failed[0]["taskFailedEventDetails"]["cause"]
+
+
+def test_unnamed_executions_get_distinct_names_and_can_run_again(wiring_stack):
+    sfn = wiring_stack.client("stepfunctions")
+    arns = [
+        sfn.start_execution(
+            stateMachineArn=wiring_stack.outputs["MachineArn"], input=json.dumps({"id": f"u{i}"})
+        )["executionArn"]
+        for i in range(2)
+    ]
+    assert len(set(arns)) == 2 and not any(arn.endswith(":None") for arn in arns)
+    for arn in arns:
+        for _ in range(120):
+            if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                break
+            time.sleep(0.25)
+        assert sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED"
