@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -149,6 +150,9 @@ class LocalStack:
         self._personalize = None
         self.runner: LambdaRunner | None = None
         self.api = None
+        self.snapshot_every = 60.0  # seconds; a crash (kill -9) loses at most this much
+        self._snapshot_lock = threading.Lock()
+        self._stopping = threading.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -168,12 +172,21 @@ class LocalStack:
             self._start_functions()
             self.write_endpoints_file()
             (self.state_dir / "stack.pid").write_text(str(os.getpid()))
+            threading.Thread(target=self._snapshot_periodically, daemon=True).start()
         except BaseException:
             self.stop(snapshot=False)
             raise
         return self
 
+    def _snapshot_periodically(self) -> None:
+        while not self._stopping.wait(self.snapshot_every):
+            try:
+                self.snapshot()
+            except Exception as exc:
+                print(f"  ! periodic state snapshot failed: {exc}", file=self.out)
+
     def stop(self, snapshot: bool = True) -> None:
+        self._stopping.set()
         if snapshot and self._moto is not None and self.template is not None:
             try:
                 self.snapshot()
@@ -330,6 +343,10 @@ class LocalStack:
 
     # -- persistence of moto's state (DynamoDB items, S3 objects) ------------------------------
     def snapshot(self) -> None:
+        with self._snapshot_lock:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
         root = self.state_dir / "moto"
         tmp = self.state_dir / "moto.tmp"
         if tmp.exists():
