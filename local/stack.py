@@ -365,12 +365,17 @@ class LocalStack:
                     target = tmp / "s3" / r.physical_name / obj["Key"]
                     target.parent.mkdir(parents=True, exist_ok=True)
                     s3.download_file(r.physical_name, obj["Key"], str(target))
+        old = self.state_dir / "moto.old"
+        _rmtree(old)
         if root.exists():
-            _rmtree(root)
+            root.rename(old)  # a crash from here on leaves moto.old, which restore falls back to
         tmp.rename(root)
+        _rmtree(old)
 
     def restore(self) -> str:
         root = self.state_dir / "moto"
+        if not root.is_dir():
+            root = self.state_dir / "moto.old"
         if not root.is_dir():
             return ""
         ddb = self.client("dynamodb")
