@@ -2,8 +2,8 @@
 
     python -m local.simulate --api-url http://127.0.0.1:3000 [--users 300] [--sessions 5] [--aa]
 
-Each simulated user has a hidden taste over a few item clusters (an item's cluster comes from
-its genres or category in the response, or from its id). In every session the user asks for
+Each simulated user has a hidden taste: they like some genres/categories (from the items in the
+response; items without metadata fall into id-hashed clusters). In every session the user asks for
 recommendations (POST /recommendations), scans them top-down, views, clicks and buys with
 probabilities that grow with how much the item matches their taste, and reports what they
 did (POST /events, carrying the recommendation_id). Events reach Personalize, so a model
@@ -26,7 +26,8 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-CLUSTERS = 8
+CLUSTERS = 8  # taste clusters for items without genres or category
+LIKE_SHARE = 0.3  # share of labels a user likes
 NUM_RESULTS = 10
 EXAMINE_DECAY = 0.85  # chance to look at the next item (position bias)
 
@@ -55,12 +56,12 @@ def _stable(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
-def item_clusters(item: dict) -> list[int]:
-    """Clusters of an item from its metadata (genres, else category, else its id)."""
-    labels = item.get("genres") or ([item["category"]] if item.get("category") else []) or [item_id(item)]
+def item_labels(item: dict) -> list[str]:
+    """What a user's taste is about: the item's genres, else its category, else a cluster of ids."""
+    labels = item.get("genres") or ([item["category"]] if item.get("category") else [])
     if isinstance(labels, str):
-        labels = labels.split("|")
-    return sorted({_stable(str(g)) % CLUSTERS for g in labels})
+        labels = labels.replace("|", " ").split()
+    return sorted({str(g) for g in labels}) or [f"cluster-{_stable(item_id(item)) % CLUSTERS}"]
 
 
 def item_id(item: dict) -> str:
@@ -77,19 +78,25 @@ def item_price(item: dict) -> float:
 
 @dataclass
 class SimUser:
+    """A user whose hidden taste likes each label (genre, category) with probability LIKE_SHARE,
+    decided by a stable hash of a per-user salt: no vocabulary needs to be known up front."""
+
     user_id: str
-    taste: list[float]  # weight per cluster, max 1
+    salt: str
     rng: random.Random
 
     @classmethod
     def planted(cls, user_id: str, rng: random.Random) -> SimUser:
-        liked = rng.sample(range(CLUSTERS), 2)
-        taste = [0.05] * CLUSTERS
-        taste[liked[0]], taste[liked[1]] = 1.0, 0.6
-        return cls(user_id, taste, random.Random(rng.random()))
+        return cls(user_id, f"{rng.getrandbits(64):x}", random.Random(rng.random()))
+
+    def likes(self, label: str) -> bool:
+        return _stable(f"{self.salt}|{label}") % 1000 < LIKE_SHARE * 1000
 
     def affinity(self, item: dict) -> float:
-        return max(self.taste[c] for c in item_clusters(item))
+        """Share of the item's labels the user likes (a pure genre fan's item scores 1, a
+        five-genre blockbuster with one liked genre 0.2), with a small background interest."""
+        labels = item_labels(item)
+        return max(0.05, sum(self.likes(g) for g in labels) / len(labels))
 
 
 @dataclass
@@ -115,16 +122,19 @@ def browse(api_url: str, user: SimUser, sessions: int, aa: bool) -> tuple[str | 
             if user.rng.random() > EXAMINE_DECAY:
                 break
             # A/A: behaviour ignores what was shown, so no variant can truly differ.
-            a = 0.35 if aa else user.affinity(item)
+            a = 0.25 if aa else user.affinity(item)
             base = {
                 "user_id": user.user_id,
                 "item_id": item_id(item),
                 "recommendation_id": rec["recommendation_id"],
             }
+            # Every step depends on taste, so every event the models learn from is informative.
+            if user.rng.random() >= 0.1 + 0.6 * a:
+                continue
             events.append({**base, "event_type": "view"})
-            if user.rng.random() < 0.02 + 0.4 * a:
+            if user.rng.random() < 0.2 + 0.4 * a:
                 events.append({**base, "event_type": "click"})
-                if user.rng.random() < 0.05 + 0.3 * a:
+                if user.rng.random() < 0.02 + 0.25 * a:
                     price = item_price(item)
                     events.append({**base, "event_type": "purchase", "value": price})
                     tally.revenue += price

@@ -16,12 +16,12 @@ from local import simulate
 ITEMS = [{"item_id": f"i{k}", "genres": [f"g{k % 16}"], "price": 10.0} for k in range(400)]
 BY_CLUSTER = defaultdict(list)
 for _it in ITEMS:
-    BY_CLUSTER[simulate.item_clusters(_it)[0]].append(_it)
+    BY_CLUSTER[simulate.item_labels(_it)[0]].append(_it)
 
 
 @pytest.fixture
 def api():
-    clicked: dict[str, list[int]] = defaultdict(list)
+    clicked: dict[str, list[str]] = defaultdict(list)
     recs: dict[str, str] = {}
     sessions: dict[str, int] = defaultdict(int)
     posted = []
@@ -51,7 +51,7 @@ def api():
                         posted.append(e)
                         if e["event_type"] == "click":
                             it = next(i for i in ITEMS if i["item_id"] == e["item_id"])
-                            clicked[e["user_id"]].append(simulate.item_clusters(it)[0])
+                            clicked[e["user_id"]].append(simulate.item_labels(it)[0])
                 out = {"accepted": len(body["events"])}
             data = json.dumps(out).encode()
             self.send_response(200)
