@@ -103,6 +103,8 @@ def start_stack(
     state_dir: Path, *args: str, template: Path = TEMPLATE, timeout: float = STARTUP_TIMEOUT
 ) -> RunningStack:
     """Start `python -m local up --no-train --port 0` on state_dir; return once endpoints.env exists."""
+    if not template.is_file():  # visible in the summary (-ra); the stack is built from nothing else
+        pytest.skip(f"{template} does not exist yet: the local stack is built from it")
     state_dir.mkdir(parents=True, exist_ok=True)
     ready = state_dir / "endpoints.env"
     ready.unlink(missing_ok=True)
@@ -150,8 +152,6 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory):
             state, read_env_file(state / "endpoints.env"), json.loads((state / "outputs.json").read_text())
         )
         return
-    if not TEMPLATE.is_file():  # visible in the summary (-ra); the stack is built from nothing else
-        pytest.skip(f"{TEMPLATE} does not exist yet: the local stack is built from it")
     stack = start_stack(tmp_path_factory.mktemp("local-stack") / "state")
     try:
         yield stack
