@@ -63,6 +63,10 @@ def _first_recommendation(api_url: str) -> tuple[float, dict]:
 
 
 def main() -> None:
+    for needed in (ROOT / "template.yaml", ROOT / "datasets" / "sample"):
+        if not needed.exists():
+            print(f"not measured: {needed} does not exist yet")
+            return
     with tempfile.TemporaryDirectory() as tmp:
         process, baseline, _, _ = _start(Path(tmp) / "baseline", "--no-train")
         _stop(process)
