@@ -29,7 +29,9 @@ def metric_names(event_types: Iterable[str]) -> list[str]:
     return sorted({*event_types, VALUE})
 
 
-def metric_deltas(old: Mapping[str, float], new: Mapping[str, float], metrics: Iterable[str]) -> dict[str, float]:
+def metric_deltas(
+    old: Mapping[str, float], new: Mapping[str, float], metrics: Iterable[str]
+) -> dict[str, float]:
     """Counter deltas for one user whose totals moved from `old` to `new`.
 
     Squares and cross products are updated by difference, so sums over users stay exact
