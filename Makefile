@@ -5,6 +5,11 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 3000
 STATE  ?= .local-state
+# The SAM CLI pins many libraries: it lives in its own virtualenv, installed on demand.
+SAM_VENV := .venv-sam
+SAM      := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+REGION ?= us-east-1
 
 .PHONY: run test lint unit integration e2e bench validate clean install
 
@@ -23,6 +28,16 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
+
+$(SAM):
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV) || python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
+
+# cfn-lint, SAM's own validation with its linter, and a full `sam build` (into .aws-sam/).
+validate: $(STAMP) $(SAM)
+	$(VENV)/bin/cfn-lint template.yaml
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region $(REGION)
+	SAM_CLI_TELEMETRY=0 $(SAM) build --region $(REGION)
 
 test: lint
 	$(PY) -m pytest -q
