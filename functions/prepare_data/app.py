@@ -1,0 +1,206 @@
+"""Pipeline step 1: raw/ CSVs -> validated, Personalize-ready training/ CSVs + a data report.
+
+Also loads the items and users tables, writes the serving fallback list and creates the
+experiment record (variants, weights, recipes) if it is missing. Bad data raises DataError, whose
+message becomes the execution's cause: it says what to fix. Input (from the state machine):
+{"runId", "trainingMode": FULL|UPDATE, "importMode": FULL|INCREMENTAL, "variants": [names] | null}.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import boto3
+import pandas as pd
+import prep
+from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
+
+logger = Logger()
+UPDATE_RECIPES = {"aws-user-personalization", "aws-user-personalization-v2"}
+DataError = prep.DataError  # its class name is the Step Functions error name
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [s.strip() for s in os.environ.get(name, default).split(",") if s.strip()]
+
+
+def _decimal(x):
+    if isinstance(x, float):
+        return Decimal(str(x))
+    if isinstance(x, dict):
+        return {k: _decimal(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_decimal(v) for v in x]
+    return x
+
+
+def read_raw(s3, bucket: str, kind: str) -> pd.DataFrame | None:
+    key = f"{os.environ.get('RAW_PREFIX', 'raw/')}{kind}.csv"
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+            return None
+        raise
+    try:
+        return pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"s3://{bucket}/{key} is not a readable CSV file ({exc}); export it as UTF-8 CSV.") from None  # fmt: skip
+
+
+def configured_variants(record: dict | None, wanted: list[str] | None, training_mode: str) -> list[dict]:
+    """Variants to train, with the training mode each can use (UPDATE needs a FULL version first)."""
+    names = _env_list("VARIANT_NAMES", "A,B,C")
+    recipes = _env_list("VARIANT_RECIPES", "aws-user-personalization")
+    if len(recipes) == 1:
+        recipes *= len(names)
+    if len(recipes) != len(names):
+        raise DataError(f"VARIANT_RECIPES names {len(recipes)} recipes for {len(names)} variants; give one per variant.")  # fmt: skip
+    unknown = sorted(set(wanted or []) - set(names))
+    if unknown:
+        raise DataError(f"unknown variant(s) {unknown} in the execution input; configured: {names}")
+    existing = (record or {}).get("variants", {})
+    out = []
+    for name, recipe in zip(names, recipes, strict=True):
+        if wanted and name not in wanted:
+            continue
+        live = existing.get(name, {}).get("solution_version_arn")
+        mode = "UPDATE" if training_mode == "UPDATE" and recipe in UPDATE_RECIPES and live else "FULL"
+        out.append({"name": name, "recipe": recipe, "trainingMode": mode})
+    return out
+
+
+def init_experiment(table, experiment_id: str, fallback: list[str], now: str) -> dict:
+    """Create the record if missing, add variants that are new, refresh the fallback list."""
+    names = _env_list("VARIANT_NAMES", "A,B,C")
+    weights = [Decimal(w) for w in _env_list("VARIANT_WEIGHTS", "33,33,34")]
+    recipes = _env_list("VARIANT_RECIPES", "aws-user-personalization")
+    recipes = recipes * len(names) if len(recipes) == 1 else recipes
+    if len(weights) != len(names):
+        raise DataError(f"VARIANT_WEIGHTS has {len(weights)} weights for {len(names)} variants ({names}).")
+    record = {
+        "experiment_id": experiment_id,
+        "seed": experiment_id,
+        "phase": 1,
+        "coverage": Decimal(1),
+        "status": "RUNNING",
+        "control": names[0],
+        "variants": {},
+        "updated_at": now,
+    }
+    try:
+        table.put_item(Item=record, ConditionExpression="attribute_not_exists(experiment_id)")
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+    for name, weight, recipe in zip(names, weights, recipes, strict=True):
+        table.update_item(
+            Key={"experiment_id": experiment_id},
+            UpdateExpression="SET variants.#v = if_not_exists(variants.#v, :v)",
+            ExpressionAttributeNames={"#v": name},
+            ExpressionAttributeValues={":v": {"weight": weight, "recipe": recipe, "history": []}},
+        )
+    table.update_item(
+        Key={"experiment_id": experiment_id},
+        UpdateExpression="SET fallback_item_ids = :f, updated_at = :t",
+        ExpressionAttributeValues={":f": fallback, ":t": now},
+    )
+    return table.get_item(Key={"experiment_id": experiment_id}, ConsistentRead=True)["Item"]
+
+
+def load_table(table_name: str, kind: str, cleaned: prep.Cleaned) -> int:
+    key = prep.ID_FIELDS[kind][0].lower()
+    rows = prep.dynamo_items(cleaned, kind)
+    with boto3.resource("dynamodb").Table(table_name).batch_writer(overwrite_by_pkeys=[key]) as batch:
+        for row in rows:
+            batch.put_item(Item=_decimal(row))
+    return len(rows)
+
+
+def lambda_handler(event: dict, context) -> dict:
+    now = time.time()
+    bucket = os.environ["DATA_BUCKET"]
+    run_id = str(event.get("runId") or datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
+    training_mode = str(event.get("trainingMode") or "FULL").upper()
+    import_mode = str(event.get("importMode") or "FULL").upper()
+    if training_mode not in ("FULL", "UPDATE") or import_mode not in ("FULL", "INCREMENTAL"):
+        raise DataError(f"trainingMode must be FULL or UPDATE and importMode FULL or INCREMENTAL; got {training_mode}/{import_mode}.")  # fmt: skip
+    event_types = _env_list("EVENT_TYPES", "view,click,purchase")
+    experiment_id = os.environ.get("EXPERIMENT_ID", "recs-ab")
+    s3 = boto3.client("s3")
+    experiments = boto3.resource("dynamodb").Table(os.environ["EXPERIMENTS_TABLE"])
+    existing = experiments.get_item(Key={"experiment_id": experiment_id}, ConsistentRead=True).get("Item")
+
+    cleaned, raw_rows, report = {}, {}, {"run_id": run_id, "bucket": bucket, "generated_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    for kind in prep.KINDS:
+        raw = read_raw(s3, bucket, kind)
+        if raw is None:
+            if kind == "interactions":
+                raise DataError(f"s3://{bucket}/raw/interactions.csv does not exist: upload your interactions there (see datasets/README.md).")  # fmt: skip
+            continue
+        raw_rows[kind] = len(raw)
+        cleaned[kind] = prep.clean(raw, kind, prep.load_schema(kind), event_types, now)
+        report[kind] = prep.report_section(kind, len(raw), cleaned[kind])
+    report_key = f"reports/{run_id}/data-report.json"
+    try:
+        report["warnings"] = prep.preflight(
+            cleaned["interactions"].frame, raw_rows["interactions"], event_types, now
+        )
+    except DataError as exc:
+        report["error"] = str(exc)
+        _put_json(s3, bucket, report_key, report)
+        raise DataError(f"{exc} Data report: s3://{bucket}/{report_key}") from None
+
+    interactions = cleaned["interactions"]
+    watermark = int(existing["interactions_watermark"]) if existing and existing.get("interactions_watermark") else None  # fmt: skip
+    if import_mode == "INCREMENTAL":
+        interactions = prep.Cleaned(prep.incremental(interactions.frame, watermark), interactions.rejected, interactions.columns)  # fmt: skip
+    datasets = {}
+    for kind, data in {**cleaned, "interactions": interactions}.items():
+        key = f"training/{run_id}/{kind}.csv"
+        s3.put_object(
+            Bucket=bucket, Key=key, Body=prep.personalize_csv(data).encode(), ContentType="text/csv"
+        )
+        datasets[kind] = {
+            "present": True,
+            "s3Uri": f"s3://{bucket}/{key}",
+            "rows": len(data.frame),
+            "schema": json.dumps(prep.load_schema(kind)),
+        }
+    for kind in prep.KINDS:
+        datasets.setdefault(kind, {"present": False, "rows": 0, "schema": json.dumps(prep.load_schema(kind))})
+
+    for kind, env in (("items", "ITEMS_TABLE"), ("users", "USERS_TABLE")):
+        if kind in cleaned and os.environ.get(env):
+            report[kind]["loaded_into_table"] = load_table(os.environ[env], kind, cleaned[kind])
+    stamp = datetime.now(UTC).isoformat()
+    record = init_experiment(
+        experiments, experiment_id, prep.popular_items(cleaned["interactions"].frame), stamp
+    )
+    variants = configured_variants(record, event.get("variants"), training_mode)
+    report["variants"] = variants
+    _put_json(s3, bucket, report_key, report)
+    logger.info(
+        "data prepared", extra={"run_id": run_id, "rows": {k: v["rows"] for k, v in datasets.items()}}
+    )
+    return {
+        "runId": run_id,
+        "experimentId": experiment_id,
+        "bucket": bucket,
+        "importMode": import_mode,
+        "datasets": datasets,
+        "variants": variants,
+        "newWatermark": int(cleaned["interactions"].frame["TIMESTAMP"].max()),
+        "reportUri": f"s3://{bucket}/{report_key}",
+        "warnings": report["warnings"],
+    }
+
+
+def _put_json(s3, bucket: str, key: str, body: dict) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(body, indent=2, default=str).encode(), ContentType="application/json")  # fmt: skip
