@@ -459,3 +459,13 @@ def test_checks_catch_broken_templates(doc, what, check, edit):
 
 def test_every_check_has_a_breakage():
     assert set(CHECKS) <= {b[1] for b in BREAKAGES}
+
+
+def test_readme_documents_every_parameter_and_output(doc):
+    """The README's configuration reference must follow the template (the template is the source)."""
+    readme = (ROOT / "README.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`") for line in readme.splitlines() if line.startswith("| `")}
+    missing = set(doc["Parameters"]) - rows
+    assert not missing, f"README configuration reference lacks {sorted(missing)}"
+    for name in doc["Outputs"]:
+        assert f"`{name}`" in readme, f"README does not mention output {name}"
