@@ -33,11 +33,13 @@ $(SAM):
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV) || python3 -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
 
-# cfn-lint, SAM's own validation with its linter, and a full `sam build` (into .aws-sam/).
+# cfn-lint, SAM's own validation with its linter, a full `sam build` (into .aws-sam/), and a
+# check that every pinned requirement made it into its artifact.
 validate: $(STAMP) $(SAM)
 	$(VENV)/bin/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region $(REGION)
 	SAM_CLI_TELEMETRY=0 $(SAM) build --region $(REGION)
+	$(PY) .ci/check_build.py .aws-sam/build
 
 test: lint
 	$(PY) -m pytest -q
