@@ -469,3 +469,60 @@ def test_readme_documents_every_parameter_and_output(doc):
     assert not missing, f"README configuration reference lacks {sorted(missing)}"
     for name in doc["Outputs"]:
         assert f"`{name}`" in readme, f"README does not mention output {name}"
+
+
+# --- after the SAM transform: what CloudFormation actually receives ---------------------------
+
+ALLOWED_MANAGED_POLICIES = {
+    "service-role/AWSLambdaBasicExecutionRole",
+    "AWSXrayWriteOnlyAccess",
+    "service-role/AWSLambdaVPCAccessExecutionRole",  # SAM adds it whenever VpcConfig is declared
+}
+
+
+def sam_transform(doc: dict, monkeypatch) -> dict:
+    """Expand the template with the SAM translator (offline; code URIs stand in as S3 URIs)."""
+    from samtranslator.translator.transform import transform
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    doc = copy.deepcopy(doc)
+    for spec in doc["Resources"].values():
+        p = spec.get("Properties") or {}
+        for key in ("CodeUri", "DefinitionUri", "ContentUri"):
+            if isinstance(p.get(key), str):
+                p[key] = f"s3://artifacts/{p[key]}"
+
+    class NoManagedPolicies:
+        def load(self) -> dict:
+            return {}
+
+    return transform(doc, {}, NoManagedPolicies())
+
+
+def test_expanded_roles_are_least_privilege(doc, monkeypatch):
+    expanded = sam_transform(doc, monkeypatch)
+    roles = resources(expanded, "AWS::IAM::Role")
+    assert len(roles) >= len(FUNCTIONS) + 4  # functions, state machine, schedules, Personalize
+    for name, role in roles.items():
+        p = role["Properties"]
+        for arn in p.get("ManagedPolicyArns", []):
+            assert arn.split(":policy/")[-1] in ALLOWED_MANAGED_POLICIES, f"{name}: {arn}"
+        for policy in p.get("Policies", []):
+            for statement in _statements(policy["PolicyDocument"]):
+                actions = statement["Action"]
+                for action in [actions] if isinstance(actions, str) else actions:
+                    assert "*" not in action, f"{name}/{policy['PolicyName']}: {action}"
+    schedule_roles = [r for n, r in roles.items() if n.startswith("TrainingStateMachine") and "Schedule" in n]
+    assert len(schedule_roles) == 2
+    for role in schedule_roles:
+        (statement,) = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        assert statement["Action"] == "states:StartExecution"
+        assert statement["Resource"] == {"Ref": "TrainingStateMachine"}
+
+
+def test_expanded_functions_run_python311_traced_with_own_logs(doc, monkeypatch):
+    expanded = sam_transform(doc, monkeypatch)
+    for name in FUNCTIONS:
+        p = expanded["Resources"][name]["Properties"]
+        assert p["Runtime"] == "python3.11" and p["TracingConfig"] == {"Mode": "Active"}, name
+        assert p["LoggingConfig"]["LogGroup"]["Ref"] in resources(doc, "AWS::Logs::LogGroup"), name
