@@ -17,12 +17,12 @@ from decimal import Decimal
 
 import boto3
 import pandas as pd
+import plan
 import prep
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 logger = Logger()
-UPDATE_RECIPES = {"aws-user-personalization", "aws-user-personalization-v2"}
 DataError = prep.DataError  # its class name is the Step Functions error name
 
 
@@ -52,28 +52,6 @@ def read_raw(s3, bucket: str, kind: str) -> pd.DataFrame | None:
         return pd.read_csv(io.BytesIO(body), dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"s3://{bucket}/{key} is not a readable CSV file ({exc}); export it as UTF-8 CSV.") from None  # fmt: skip
-
-
-def configured_variants(record: dict | None, wanted: list[str] | None, training_mode: str) -> list[dict]:
-    """Variants to train, with the training mode each can use (UPDATE needs a FULL version first)."""
-    names = _env_list("VARIANT_NAMES", "A,B,C")
-    recipes = _env_list("VARIANT_RECIPES", "aws-user-personalization")
-    if len(recipes) == 1:
-        recipes *= len(names)
-    if len(recipes) != len(names):
-        raise DataError(f"VARIANT_RECIPES names {len(recipes)} recipes for {len(names)} variants; give one per variant.")  # fmt: skip
-    unknown = sorted(set(wanted or []) - set(names))
-    if unknown:
-        raise DataError(f"unknown variant(s) {unknown} in the execution input; configured: {names}")
-    existing = (record or {}).get("variants", {})
-    out = []
-    for name, recipe in zip(names, recipes, strict=True):
-        if wanted and name not in wanted:
-            continue
-        live = existing.get(name, {}).get("solution_version_arn")
-        mode = "UPDATE" if training_mode == "UPDATE" and recipe in UPDATE_RECIPES and live else "FULL"
-        out.append({"name": name, "recipe": recipe, "trainingMode": mode})
-    return out
 
 
 def init_experiment(table, experiment_id: str, fallback: list[str], now: str) -> dict:
@@ -108,8 +86,8 @@ def init_experiment(table, experiment_id: str, fallback: list[str], now: str) ->
         )
     table.update_item(
         Key={"experiment_id": experiment_id},
-        UpdateExpression="SET fallback_item_ids = :f, updated_at = :t",
-        ExpressionAttributeValues={":f": fallback, ":t": now},
+        UpdateExpression="SET fallback_item_ids = :f, updated_at = :t, filters = if_not_exists(filters, :e)",
+        ExpressionAttributeValues={":f": fallback, ":t": now, ":e": {}},
     )
     return table.get_item(Key={"experiment_id": experiment_id}, ConsistentRead=True)["Item"]
 
@@ -168,7 +146,7 @@ def lambda_handler(event: dict, context) -> dict:
             Bucket=bucket, Key=key, Body=prep.personalize_csv(data).encode(), ContentType="text/csv"
         )
         datasets[kind] = {
-            "present": True,
+            "present": len(data.frame) > 0,  # INCREMENTAL with nothing new: no import
             "s3Uri": f"s3://{bucket}/{key}",
             "rows": len(data.frame),
             "schema": json.dumps(prep.load_schema(kind)),
@@ -183,23 +161,49 @@ def lambda_handler(event: dict, context) -> dict:
     record = init_experiment(
         experiments, experiment_id, prep.popular_items(cleaned["interactions"].frame), stamp
     )
-    variants = configured_variants(record, event.get("variants"), training_mode)
-    report["variants"] = variants
+    output = make_plan(run_id, training_mode, event.get("variants"), record, datasets)
+    report["variants"] = output["variants"]
     _put_json(s3, bucket, report_key, report)
     logger.info(
         "data prepared", extra={"run_id": run_id, "rows": {k: v["rows"] for k, v in datasets.items()}}
     )
     return {
+        **output,
         "runId": run_id,
         "experimentId": experiment_id,
-        "bucket": bucket,
         "importMode": import_mode,
-        "datasets": datasets,
-        "variants": variants,
         "newWatermark": int(cleaned["interactions"].frame["TIMESTAMP"].max()),
         "reportUri": f"s3://{bucket}/{report_key}",
         "warnings": report["warnings"],
     }
+
+
+def make_plan(run_id: str, training_mode: str, wanted, record: dict, datasets: dict) -> dict:
+    """Everything the state machine creates or trains, by name (see plan.py)."""
+    prefix = os.environ.get("PROJECT_PREFIX", "personalize-ab-dev")
+    try:
+        variants = plan.variants(
+            prefix,
+            _env_list("VARIANT_NAMES", "A,B,C"),
+            _env_list("VARIANT_RECIPES", "aws-user-personalization"),
+            record,
+            wanted,
+            training_mode,
+        )
+        similar = os.environ.get("SIMILAR_ITEMS_RECIPE", "aws-similar-items")
+        return {
+            "prefix": prefix,
+            "datasetGroupName": prefix,
+            "eventTrackerName": f"{prefix}-tracker",
+            "performAutoTraining": os.environ.get("PERFORM_AUTO_TRAINING", "false").lower() == "true",
+            "datasets": plan.datasets(prefix, run_id, datasets),
+            "variants": variants,
+            "baseline": plan.solution(prefix, "baseline", plan.BASELINE_RECIPE, "FULL", campaign=False),
+            "similarItems": plan.solution(prefix, "similar", similar, "FULL", campaign=True),
+            "filters": plan.filters(prefix),
+        }
+    except plan.PlanError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _put_json(s3, bucket: str, key: str, body: dict) -> None:

@@ -190,7 +190,7 @@ def aws(monkeypatch):
     env = {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
            "DATA_BUCKET": "data", "ITEMS_TABLE": "items", "USERS_TABLE": "users",
            "EXPERIMENTS_TABLE": "experiments", "EXPERIMENT_ID": "recs-ab", "VARIANT_NAMES": "A,B",
-           "VARIANT_WEIGHTS": "50,50", "VARIANT_RECIPES": "aws-popularity-count,aws-user-personalization"}  # fmt: skip
+           "VARIANT_WEIGHTS": "50,50", "PROJECT_PREFIX": "pab-dev", "VARIANT_RECIPES": "aws-popularity-count,aws-user-personalization"}  # fmt: skip
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     with mock_aws():
@@ -217,14 +217,21 @@ def test_handler_prepares_sample_loads_tables_and_creates_record(aws):
     s3, app = aws
     _upload_sample(s3)
     out = app.lambda_handler({"runId": "run1", "trainingMode": "UPDATE"}, None)
-    assert out["datasets"]["interactions"]["rows"] == 15895
-    assert out["datasets"]["items"]["s3Uri"] == "s3://data/training/run1/items.csv"
-    assert json.loads(out["datasets"]["users"]["schema"])["name"] == "Users"
+    datasets = {d["kind"]: d for d in out["datasets"]}
+    assert datasets["interactions"]["rows"] == 15895 and datasets["interactions"]["present"]
+    assert datasets["items"]["s3Uri"] == "s3://data/training/run1/items.csv"
+    assert json.loads(datasets["users"]["schema"])["name"] == "Users"
+    assert datasets["users"]["arnType"] == "USERS" and datasets["users"]["datasetName"] == "pab-dev-users"
+    assert datasets["interactions"]["importJobName"].startswith("pab-dev-int-")
     # UPDATE falls back to FULL: popularity cannot UPDATE, and B has no FULL version yet
-    assert out["variants"] == [
-        {"name": "A", "recipe": "aws-popularity-count", "trainingMode": "FULL"},
-        {"name": "B", "recipe": "aws-user-personalization", "trainingMode": "FULL"},
+    assert [(v["name"], v["recipe"], v["trainingMode"]) for v in out["variants"]] == [
+        ("A", "aws-popularity-count", "FULL"),
+        ("B", "aws-user-personalization", "FULL"),
     ]
+    assert out["variants"][1]["solutionName"] == "pab-dev-B-user-personalization"
+    assert out["variants"][1]["campaignName"] == "pab-dev-B"
+    assert out["baseline"]["recipeArn"] == "arn:aws:personalize:::recipe/aws-popularity-count"
+    assert out["similarItems"]["campaignName"] == "pab-dev-similar" and out["performAutoTraining"] is False
     body = s3.get_object(Bucket="data", Key="training/run1/interactions.csv")["Body"].read().decode()
     assert body.splitlines()[0] == "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE"
     report = json.loads(s3.get_object(Bucket="data", Key="reports/run1/data-report.json")["Body"].read())
@@ -248,7 +255,7 @@ def test_handler_keeps_live_variants_and_updates_when_possible(aws):
         ExpressionAttributeValues={":s": "arn:sv", ":w": 80, ":m": NOW - 86400 * 2},
     )
     out = app.lambda_handler({"runId": "r2", "trainingMode": "UPDATE", "importMode": "INCREMENTAL", "variants": ["B"]}, None)  # fmt: skip
-    assert out["variants"] == [{"name": "B", "recipe": "aws-user-personalization", "trainingMode": "UPDATE"}]
+    assert [(v["name"], v["trainingMode"]) for v in out["variants"]] == [("B", "UPDATE")]
     record = table.get_item(Key={"experiment_id": "recs-ab"})["Item"]
     assert record["variants"]["B"]["weight"] == 80  # the operator's weight survives
     body = s3.get_object(Bucket="data", Key="training/r2/interactions.csv")["Body"].read()
@@ -274,3 +281,23 @@ def test_handler_fails_with_a_cause_that_says_what_to_fix(aws):
     with pytest.raises(app.DataError, match="unknown variant"):
         _upload_sample(s3)
         app.lambda_handler({"runId": "r", "variants": ["Z"]}, None)
+
+
+def test_plan_names_and_config_errors():
+    sys.path.insert(0, str(FUNC))
+    try:
+        plan = _load("plan", FUNC / "plan.py")
+    finally:
+        sys.path.remove(str(FUNC))
+    record = {"variants": {"A": {"solution_version_arn": "arn:sv"}}}
+    out = plan.variants("p-dev", ["A", "B"], ["aws-user-personalization-v2"], record, None, "UPDATE")
+    assert [(v["solutionName"], v["trainingMode"]) for v in out] == [
+        ("p-dev-A-user-personalization-v2", "UPDATE"),  # has a FULL version: UPDATE is allowed
+        ("p-dev-B-user-personalization-v2", "FULL"),
+    ]
+    with pytest.raises(plan.PlanError, match="one per variant"):
+        plan.variants("p", ["A", "B", "C"], ["x", "y"], None, None, "FULL")
+    with pytest.raises(plan.PlanError, match="shorten ProjectName"):
+        plan.variants("p" * 40, ["A"], ["aws-user-personalization-v2"], None, None, "FULL")
+    assert len(plan.job_suffix("exec-1")) == 12 and plan.job_suffix("exec-1") != plan.job_suffix("exec-2")
+    assert {f["key"] for f in plan.filters("p")} == {"category", "exclude_purchased"}

@@ -1,0 +1,110 @@
+"""The plan the state machine executes: Personalize resource names, recipes and training modes.
+
+Names are deterministic (`<ProjectName>-<Environment>-...`), so a re-run finds what the last run
+created (create, and on ResourceAlreadyExistsException derive the ARN from the name) and
+dev/staging/prod can share an account. Kept here, in Python, so it is unit-tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+UPDATE_RECIPES = {"aws-user-personalization", "aws-user-personalization-v2"}
+BASELINE_RECIPE = "aws-popularity-count"
+POPULARITY_RECIPES = {"aws-popularity-count", "aws-trending-now"}
+DATASET_TYPES = {"interactions": "Interactions", "items": "Items", "users": "Users"}
+JOB_ABBREVIATIONS = {"interactions": "int", "items": "itm", "users": "usr"}
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-_]{0,62}$")
+# Filters the serving path can name in a request ("filter": {"name": ..., "values": {...}}).
+FILTERS = {
+    "category": "INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)",
+    "exclude_purchased": 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")',
+}
+
+
+class PlanError(ValueError):
+    """Configuration that cannot work (the message says which parameter to change)."""
+
+
+def _name(*parts: str) -> str:
+    name = "-".join(parts)
+    if not NAME_RE.match(name):
+        raise PlanError(
+            f"Personalize name {name!r} is invalid (letters, digits, - and _, at most 63): "
+            "shorten ProjectName or the variant names."
+        )
+    return name
+
+
+def recipe_arn(recipe: str) -> str:
+    return f"arn:aws:personalize:::recipe/{recipe}"
+
+
+def job_suffix(run_id: str) -> str:
+    """Short and unique per execution: import job names must be unique and at most 63 long."""
+    return hashlib.sha1(run_id.encode()).hexdigest()[:12]
+
+
+def solution(prefix: str, name: str, recipe: str, training_mode: str, campaign: bool) -> dict:
+    short = recipe.removeprefix("aws-")
+    entry = {
+        "name": name,
+        "recipe": recipe,
+        "recipeArn": recipe_arn(recipe),
+        # the recipe is part of the name: a solution's recipe cannot change, a new recipe is a new solution
+        "solutionName": _name(prefix, name, short),
+        "trainingMode": training_mode,
+        "isPopularity": recipe in POPULARITY_RECIPES,
+    }
+    if campaign:
+        entry["campaignName"] = _name(prefix, name)
+    return entry
+
+
+def variants(
+    prefix: str,
+    names: list[str],
+    recipes: list[str],
+    record: dict | None,
+    wanted: list[str] | None,
+    training_mode: str,
+) -> list[dict]:
+    """Variants to train; UPDATE only where Personalize allows it (user-personalization with a FULL version)."""
+    if len(recipes) == 1:
+        recipes = recipes * len(names)
+    if len(recipes) != len(names):
+        raise PlanError(f"VariantRecipes names {len(recipes)} recipes for {len(names)} variants; give one per variant.")  # fmt: skip
+    unknown = sorted(set(wanted or []) - set(names))
+    if unknown:
+        raise PlanError(f"unknown variant(s) {unknown} in the execution input; configured: {names}")
+    existing = (record or {}).get("variants", {})
+    out = []
+    for name, recipe in zip(names, recipes, strict=True):
+        if wanted and name not in wanted:
+            continue
+        live = existing.get(name, {}).get("solution_version_arn")
+        mode = "UPDATE" if training_mode == "UPDATE" and recipe in UPDATE_RECIPES and live else "FULL"
+        out.append(solution(prefix, name, recipe, mode, campaign=True))
+    return out
+
+
+def datasets(prefix: str, run_id: str, prepared: dict[str, dict]) -> list[dict]:
+    """One entry per dataset type, with what the import needs (absent files are skipped, not imported)."""
+    out = []
+    for kind, dataset_type in DATASET_TYPES.items():
+        info = prepared.get(kind) or {"present": False, "rows": 0}
+        out.append({
+            "kind": kind,
+            "datasetType": dataset_type,
+            "arnType": dataset_type.upper(),
+            "schemaName": _name(prefix, kind),
+            "datasetName": _name(prefix, kind),
+            "importJobName": _name(prefix, JOB_ABBREVIATIONS[kind], job_suffix(run_id)),
+            **info,
+        })  # fmt: skip
+    return out
+
+
+def filters(prefix: str) -> list[dict]:
+    return [{"key": key, "name": _name(prefix, key), "expression": expr} for key, expr in FILTERS.items()]
