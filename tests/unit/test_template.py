@@ -526,3 +526,48 @@ def test_expanded_functions_run_python311_traced_with_own_logs(doc, monkeypatch)
         p = expanded["Resources"][name]["Properties"]
         assert p["Runtime"] == "python3.11" and p["TracingConfig"] == {"Mode": "Active"}, name
         assert p["LoggingConfig"]["LogGroup"]["Ref"] in resources(doc, "AWS::Logs::LogGroup"), name
+
+
+# --- resolved as the local stack resolves it ---------------------------------------------------
+
+
+def test_dashboard_body_is_json_naming_real_resources():
+    from local.stack import load_template
+
+    t = load_template()
+    body = json.loads(t.resolve(t.resources["Dashboard"].properties["DashboardBody"]))
+    alarms = [w for w in body["widgets"] if w["type"] == "alarm"]
+    assert alarms and all(a.startswith("arn:aws:cloudwatch:") for a in alarms[0]["properties"]["alarms"])
+
+
+def test_switches_resolve_both_ways():
+    from local import template as tmpl
+    from local.provision import table_request
+
+    off = tmpl.load(ROOT / "template.yaml", {"Environment": "prod"})
+    assert "ProvisionedThroughput" not in table_request(off, off.resources["ItemsTable"])
+    assert not {"EmailSubscription", "S3GatewayEndpoint", "LogsEndpoint"} & set(off.resources)
+    on = tmpl.load(
+        ROOT / "template.yaml",
+        {
+            "TableBillingMode": "PROVISIONED",
+            "ReadCapacity": 7,
+            "EnableVpcEndpoints": "true",
+            "NotificationEmail": "ops@example.com",
+            "EnableFullSchedule": "false",
+        },
+    )
+    request = table_request(on, on.resources["ItemsTable"])
+    assert request["ProvisionedThroughput"]["ReadCapacityUnits"] == 7
+    assert request["GlobalSecondaryIndexes"][0]["ProvisionedThroughput"]["ReadCapacityUnits"] == 7
+    assert {"EmailSubscription", "S3GatewayEndpoint", "DynamoDbGatewayEndpoint", "LogsEndpoint"} <= set(
+        on.resources
+    )
+    events = on.resolve(on.resources["TrainingStateMachine"].properties["Events"])
+    assert events["FullSchedule"]["Properties"]["State"] == "DISABLED"
+    assert events["UpdateSchedule"]["Properties"]["State"] == "ENABLED"
+    assert set(on.resolve(on.resources["RecommendationsFunction"].properties["VpcConfig"])) == {
+        "SubnetIds",
+        "SecurityGroupIds",
+    }
+    assert off.resolve(off.resources["RecommendationsFunction"].properties["VpcConfig"]) is None
