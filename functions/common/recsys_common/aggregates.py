@@ -77,3 +77,47 @@ def variant_totals(items: Iterable[Mapping]) -> dict[str, dict]:
         else:
             entry["days"][day] = counters
     return out
+
+
+# --- Write path (serving Lambdas): low-level TransactWriteItems operations ---------------------
+
+
+def number(x: float) -> dict[str, str]:
+    """A DynamoDB N attribute value; integers stay integral so counters read back exact."""
+    x = float(x)
+    return {"N": str(int(x)) if x.is_integer() else repr(x)}
+
+
+def day_of(epoch_seconds: float) -> str:
+    """UTC day 'YYYY-MM-DD' of the slice an update lands in."""
+    import time
+
+    return time.strftime("%Y-%m-%d", time.gmtime(epoch_seconds))
+
+
+def slice_updates(
+    table: str, experiment_id: str, variant: str, deltas: Mapping[str, float], day: str
+) -> list[dict]:
+    """Two Update operations (the '<variant>#ALL' slice and the day slice) that ADD `deltas`.
+
+    Put them in the same TransactWriteItems as the change they count, so each change is
+    counted exactly once: both slices move together with it, or nothing moves.
+    """
+    deltas = {k: v for k, v in deltas.items() if v}
+    if not deltas:
+        return []
+    expression, names, values = add_expression(deltas)
+    ops = []
+    for key in (slice_key(variant), slice_key(variant, day)):
+        ops.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": {"experiment_id": {"S": experiment_id}, "slice": {"S": key}},
+                    "UpdateExpression": expression,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": {k: number(v) for k, v in values.items()},
+                }
+            }
+        )
+    return ops

@@ -1,0 +1,96 @@
+"""DynamoDB access shared by the serving Lambdas: clients with tight timeouts, type conversion."""
+
+from __future__ import annotations
+
+import math
+import os
+from decimal import Decimal
+from functools import cache
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+
+# DynamoDB answers in single-digit ms; a stuck connection must not eat the Lambda's budget.
+_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 3})
+_SER, _DESER = TypeSerializer(), TypeDeserializer()
+
+
+@cache
+def client():
+    return boto3.client("dynamodb", config=_CONFIG)
+
+
+@cache
+def table_name(env_var: str) -> str:
+    try:
+        return os.environ[env_var]
+    except KeyError:
+        raise RuntimeError(f"environment variable {env_var} is not set (see template.yaml)") from None
+
+
+def to_dynamo(value):
+    """Python value -> DynamoDB-ready (floats as Decimal; NaN/inf refused)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | Decimal):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("non-finite numbers cannot be stored")
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: to_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_dynamo(v) for v in value]
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def plain(value):
+    """DynamoDB value -> JSON-ready (Decimal -> int/float, sets -> lists)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def serialize(item: dict) -> dict:
+    """Python item -> low-level attribute values (for the client API and transactions)."""
+    return {k: _SER.serialize(to_dynamo(v)) for k, v in item.items() if v is not None}
+
+
+def deserialize(item: dict | None) -> dict | None:
+    if item is None:
+        return None
+    return plain({k: _DESER.deserialize(v) for k, v in item.items()})
+
+
+def get_item(env_var: str, key: dict, consistent: bool = False) -> dict | None:
+    resp = client().get_item(TableName=table_name(env_var), Key=serialize(key), ConsistentRead=consistent)
+    return deserialize(resp.get("Item"))
+
+
+def batch_get(env_var: str, key_name: str, ids: list[str], attempts: int = 5) -> dict[str, dict]:
+    """{id: item} for the ids that exist; one BatchGetItem per 100 keys, unprocessed keys retried."""
+    name, out = table_name(env_var), {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 100):
+        request = {name: {"Keys": [serialize({key_name: i}) for i in unique[start : start + 100]]}}
+        for _ in range(attempts):
+            resp = client().batch_get_item(RequestItems=request)
+            for raw in resp.get("Responses", {}).get(name, []):
+                item = deserialize(raw)
+                out[item[key_name]] = item
+            request = resp.get("UnprocessedKeys") or {}
+            if not request:
+                break
+    return out
+
+
+def cancellation_codes(exc) -> list[str]:
+    """Per-item codes of a TransactionCanceledException ('None', 'ConditionalCheckFailed', ...)."""
+    reasons = exc.response.get("CancellationReasons") or []
+    return [r.get("Code", "None") for r in reasons]

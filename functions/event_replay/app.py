@@ -1,0 +1,91 @@
+"""Scheduled: re-send events whose PutEvents failed (or never ran), then clear their mark.
+
+Events are stored with `forward_pending`; the events Lambda clears it once Personalize took
+them. This function pages through the sparse GSI PendingForwardIndex (forward_pending,
+received_at), skipping events younger than REPLAY_MIN_AGE_SECONDS (their own request may still
+be forwarding them), and re-sends them through the experiment's event tracker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from recsys_common import config, ddb, personalize
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+INDEX = "PendingForwardIndex"
+PAGE = 100
+SAFETY_MS = 5000  # stop paging while this much of the invocation is left
+
+
+def _cutoff(min_age: float) -> str:
+    t = datetime.now(UTC) - timedelta(seconds=min_age)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _pages(min_age: float):
+    kwargs = {
+        "TableName": ddb.table_name("EVENTS_TABLE"),
+        "IndexName": INDEX,
+        "KeyConditionExpression": "forward_pending = :p AND received_at < :cut",
+        "ExpressionAttributeValues": {":p": {"S": "1"}, ":cut": {"S": _cutoff(min_age)}},
+        "Limit": PAGE,
+    }
+    while True:
+        page = ddb.client().query(**kwargs)
+        keys = [ddb.deserialize(i)["event_id"] for i in page.get("Items", [])]
+        if keys:
+            yield keys
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _clear(event_ids: list[str]) -> None:
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    for event_id in event_ids:
+        ddb.client().update_item(
+            TableName=ddb.table_name("EVENTS_TABLE"),
+            Key={"event_id": {"S": event_id}},
+            UpdateExpression="REMOVE forward_pending SET forwarded_at = :t",
+            ConditionExpression="attribute_exists(event_id)",
+            ExpressionAttributeValues={":t": {"S": now}},
+        )
+
+
+def replay(remaining_ms=lambda: 900_000, min_age: float | None = None) -> dict:
+    experiment = config.load()
+    if not experiment.tracking_id:
+        return {"sent": 0, "failed": 0, "skipped": "no event tracker in the experiment record yet"}
+    min_age = float(os.environ.get("REPLAY_MIN_AGE_SECONDS", "60")) if min_age is None else min_age
+    sent_total, failed_total = 0, 0
+    for keys in _pages(min_age):
+        # Full items by key: the GSI's projection need not carry every attribute.
+        found = ddb.batch_get("EVENTS_TABLE", "event_id", keys)
+        events = [found[k] for k in keys if k in found and found[k].get("forward_pending")]
+        sent, failed = personalize.forward(events, experiment.tracking_id)
+        _clear(sent)
+        sent_total, failed_total = sent_total + len(sent), failed_total + len(failed)
+        if failed or remaining_ms() < SAFETY_MS:
+            break  # Personalize is still failing, or time is up: the next run continues
+    return {"sent": sent_total, "failed": failed_total}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    start = time.perf_counter()
+    result = replay(context.get_remaining_time_in_millis)
+    metrics.add_metric("EventsReplayed", MetricUnit.Count, result["sent"])
+    if result["failed"]:
+        metrics.add_metric("EventsForwardFailed", MetricUnit.Count, result["failed"])
+    logger.info("replay", extra={**result, "seconds": round(time.perf_counter() - start, 3)})
+    return result

@@ -1,0 +1,376 @@
+"""POST /recommendations, GET /users/{userId}/recommendations, GET /items/{itemId}/similar, GET /health.
+
+Per request: experiment record (cached) -> the user's sticky variant -> that variant's campaign
+-> GetRecommendations within PERSONALIZE_TIMEOUT_MS -> metadata from the items table in one
+BatchGetItem. Anything wrong on the Personalize side serves the fallback list (200, flagged,
+metric `Fallbacks`). One TransactWriteItems then stores the recommendation record (for
+attribution and impressions), the first exposure and the request counters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from botocore.exceptions import BotoCoreError, ClientError
+from recsys_common import aggregates, assignments_store, config, ddb, http, personalize
+from recsys_common.assignments_store import Assignment
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = APIGatewayHttpResolver()
+
+MAX_RESULTS = 500
+DEFAULT_RESULTS = 25
+MAX_ID = 256
+ROUTES = [
+    ("POST", "/recommendations"),
+    ("GET", "/users/<userId>/recommendations"),
+    ("GET", "/items/<itemId>/similar"),
+    ("GET", "/health"),
+]
+http.install(app, ROUTES)
+_BODY_FIELDS = {"user_id", "num_results", "filter", "filter_values", "context"}
+
+
+# --- input ------------------------------------------------------------------------------------
+
+
+def _id(value, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise http.bad_request(
+            f"{field} is required: a non-empty string", [{"field": field, "problem": "missing or empty"}]
+        )
+    if len(value) > MAX_ID:
+        raise http.bad_request(
+            f"{field} is longer than {MAX_ID} characters", [{"field": field, "problem": "too long"}]
+        )
+    return value
+
+
+def _num_results(value) -> int:
+    if value is None:
+        return DEFAULT_RESULTS
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise http.bad_request(
+                f"num_results must be an integer, got '{value}'",
+                [{"field": "num_results", "problem": "not an integer"}],
+            ) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise http.bad_request(
+            "num_results must be an integer", [{"field": "num_results", "problem": "not an integer"}]
+        )
+    if not 1 <= value <= MAX_RESULTS:
+        raise http.bad_request(
+            f"num_results must be between 1 and {MAX_RESULTS}, got {value}",
+            [{"field": "num_results", "problem": "out of range"}],
+        )
+    return value
+
+
+def _string_map(value, field: str, max_entries: int) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise http.bad_request(
+            f"{field} must be an object of strings", [{"field": field, "problem": "not an object of strings"}]
+        )
+    if len(value) > max_entries:
+        raise http.bad_request(
+            f"{field} has more than {max_entries} entries", [{"field": field, "problem": "too many entries"}]
+        )
+    if any(not k or len(k) > 150 or len(v) > 1000 for k, v in value.items()):
+        raise http.bad_request(
+            f"{field}: keys must be 1-150 characters, values at most 1000",
+            [{"field": field, "problem": "entry too long"}],
+        )
+    return value
+
+
+def _filter_arn(experiment: config.Experiment, name) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name:
+        raise http.bad_request(
+            "filter must be a filter name (string)", [{"field": "filter", "problem": "not a string"}]
+        )
+    arn = experiment.filters.get(name)
+    if not arn:
+        known = ", ".join(sorted(experiment.filters)) or "none configured"
+        raise http.bad_request(
+            f"unknown filter '{name}' (known: {known})", [{"field": "filter", "problem": "unknown"}]
+        )
+    return arn
+
+
+def _query_json_map(name: str, max_entries: int) -> dict[str, str]:
+    raw = app.current_event.get_query_string_value(name)
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise http.bad_request(
+            f"query parameter '{name}' must be a JSON object", [{"field": name, "problem": "not JSON"}]
+        ) from None
+    return _string_map(value, name, max_entries)
+
+
+# --- Personalize --------------------------------------------------------------------------------
+
+
+def _fallback_reason(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        if "Throttl" in code or code == "TooManyRequestsException":
+            return "throttled"
+        if code == "ResourceNotFoundException":
+            return "campaign_not_found"
+        if code == "InvalidInputException":
+            return "invalid_request"
+        return "personalize_error"
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return "timeout"
+    if isinstance(exc, BotoCoreError):
+        return "unavailable"
+    return "error"
+
+
+@tracer.capture_method
+def _personalize(campaign_arn: str | None, **request) -> tuple[list[dict] | None, str | None, str | None]:
+    """(predicted items, fallback reason, Personalize's recommendationId)."""
+    if not campaign_arn:
+        return None, "no_campaign", None
+    request = {k: v for k, v in request.items() if v}
+    start = time.perf_counter()
+    try:
+        resp = personalize.runtime().get_recommendations(campaignArn=campaign_arn, **request)
+    except Exception as exc:
+        reason = _fallback_reason(exc)
+        logger.warning(
+            "GetRecommendations failed; serving the fallback", extra={"reason": reason, "error": str(exc)}
+        )
+        return None, reason, None
+    finally:
+        metrics.add_metric(
+            "PersonalizeLatency", MetricUnit.Milliseconds, (time.perf_counter() - start) * 1000
+        )
+    return resp.get("itemList") or [], None, resp.get("recommendationId")
+
+
+def _enrich(predicted: list[dict]) -> list[dict]:
+    """Item metadata from the items table (one BatchGetItem per 100 ids); unknown items keep their id."""
+    ids = [str(p["itemId"]) for p in predicted]
+    try:
+        found = ddb.batch_get("ITEMS_TABLE", "item_id", ids)
+    except Exception:
+        logger.warning("items table unreadable; serving ids without metadata", exc_info=True)
+        found = {}
+    out = []
+    for p in predicted:
+        meta = {k: v for k, v in (found.get(str(p["itemId"])) or {}).items() if k != "item_id"}
+        out.append({"item_id": str(p["itemId"]), "score": p.get("score"), **meta})
+    return out
+
+
+def _fallback_items(experiment: config.Experiment, n: int, exclude: str | None = None) -> list[dict]:
+    return [{"itemId": i, "score": None} for i in experiment.fallback_item_ids if i != exclude][:n]
+
+
+# --- records and counters -----------------------------------------------------------------------
+
+
+def _ttl() -> int:
+    return int(time.time() + float(os.environ.get("EVENT_TTL_DAYS", "90")) * 86400)
+
+
+def _record_op(
+    rec_id: str, user_id: str | None, variant: str | None, item_ids: list[str], p_rec_id, kind: str
+) -> dict:
+    item = {
+        "event_id": f"rec#{rec_id}",
+        "kind": kind,
+        "user_id": user_id,
+        "variant": variant,
+        "experiment_id": config.default_experiment_id(),
+        "item_ids": item_ids,
+        "personalize_recommendation_id": p_rec_id,
+        "created_at": assignments_store.now_iso(),
+        "expires_at": _ttl(),
+    }
+    return {"Put": {"TableName": ddb.table_name("EVENTS_TABLE"), "Item": ddb.serialize(item)}}
+
+
+def _store(experiment, a: Assignment, record_op: dict, fallback: bool) -> bool:
+    """Record + exposure + counters in one transaction. False when a concurrent request exposed
+    the user first or the stored assignment moved (the caller re-reads and retries)."""
+    ops = [record_op]
+    deltas = {}
+    if a.counted:
+        exposure = assignments_store.exposure_op(experiment, a)
+        if exposure:
+            ops.append(exposure)
+            deltas["exposed"] = 1
+        deltas["requests"] = 1
+        deltas["fallbacks"] = int(fallback)
+        day = aggregates.day_of(time.time())
+        ops += aggregates.slice_updates(
+            ddb.table_name("AGGREGATES_TABLE"), experiment.experiment_id, a.variant, deltas, day
+        )
+    try:
+        ddb.client().transact_write_items(TransactItems=ops)
+        return True
+    except ClientError as exc:
+        if exc.response["Error"][
+            "Code"
+        ] == "TransactionCanceledException" and "ConditionalCheckFailed" in ddb.cancellation_codes(exc):
+            return False
+        raise
+
+
+# --- routes -------------------------------------------------------------------------------------
+
+
+def recommend(
+    user_id: str, num_results: int, filter_name=None, filter_values=None, context=None
+) -> http.Response:
+    experiment = config.load()
+    filter_arn = _filter_arn(experiment, filter_name)
+    bot = assignments_store.is_bot(app.current_event.headers.get("user-agent"))
+    request = {"userId": user_id, "numResults": num_results, "filterArn": filter_arn,
+               "filterValues": filter_values, "context": context}  # fmt: skip
+    a = assignments_store.resolve(experiment, user_id, bot)
+    predicted, reason, p_rec_id = _personalize(experiment.campaign_arn(a.variant), **request)
+    rec_id = str(uuid.uuid4())
+    for _ in range(3):
+        if predicted is None:
+            predicted = _fallback_items(experiment, num_results)
+        record = _record_op(
+            rec_id, user_id, a.variant, [str(p["itemId"]) for p in predicted], p_rec_id, "user"
+        )
+        try:
+            if _store(experiment, a, record, reason is not None):
+                break
+        except Exception:  # counting must not cost the user the answer
+            logger.exception("could not store the recommendation record / counters")
+            break
+        # A concurrent request stored or exposed this user first: re-read; re-ask only if the variant moved.
+        fresh = assignments_store.resolve(experiment, user_id, bot, consistent=True)
+        if fresh.variant != a.variant:
+            predicted, reason, p_rec_id = _personalize(experiment.campaign_arn(fresh.variant), **request)
+        a = fresh
+    metrics.add_metric("Recommendations", MetricUnit.Count, 1)
+    if reason:
+        metrics.add_metric("Fallbacks", MetricUnit.Count, 1)
+    body = {
+        "experiment_id": experiment.experiment_id,
+        "variant": a.variant,
+        "in_experiment": a.counted,
+        "recommendation_id": rec_id,
+        "fallback": reason is not None,
+        "fallback_reason": reason,
+        "items": _enrich(predicted),
+    }
+    logger.info("recommendations", extra={"variant": a.variant, "fallback": reason, "n": len(predicted)})
+    return http.json_response(body, headers={"X-Experiment-Variant": a.variant})
+
+
+@app.post("/recommendations")
+@tracer.capture_method
+def post_recommendations():
+    body = http.json_body(app, 64 * 1024)
+    if not isinstance(body, dict):
+        raise http.bad_request("request body must be a JSON object", code="invalid_body")
+    unknown = sorted(set(body) - _BODY_FIELDS)
+    if unknown:
+        raise http.bad_request(
+            f"unknown field(s): {', '.join(unknown)}",
+            [{"field": f, "problem": "unknown field"} for f in unknown],
+        )
+    return recommend(
+        _id(body.get("user_id"), "user_id"),
+        _num_results(body.get("num_results")),
+        body.get("filter"),
+        _string_map(body.get("filter_values"), "filter_values", 25),
+        _string_map(body.get("context"), "context", 150),
+    )
+
+
+@app.get("/users/<userId>/recommendations")
+@tracer.capture_method
+def get_user_recommendations(userId: str):
+    q = app.current_event.get_query_string_value
+    return recommend(
+        _id(userId, "userId"),
+        _num_results(q("num_results")),
+        q("filter"),
+        _query_json_map("filter_values", 25),
+        _query_json_map("context", 150),
+    )
+
+
+@app.get("/items/<itemId>/similar")
+@tracer.capture_method
+def get_similar(itemId: str):
+    item_id = _id(itemId, "itemId")
+    num_results = _num_results(app.current_event.get_query_string_value("num_results"))
+    experiment = config.load()
+    predicted, reason, p_rec_id = _personalize(
+        experiment.similar_campaign_arn, itemId=item_id, numResults=num_results
+    )
+    if predicted is None:
+        predicted = _fallback_items(experiment, num_results, exclude=item_id)
+    rec_id = str(uuid.uuid4())
+    try:
+        record = _record_op(rec_id, None, None, [str(p["itemId"]) for p in predicted], p_rec_id, "similar")
+        ddb.client().transact_write_items(TransactItems=[record])
+    except Exception:
+        logger.exception("could not store the recommendation record")
+    metrics.add_metric("Recommendations", MetricUnit.Count, 1)
+    if reason:
+        metrics.add_metric("Fallbacks", MetricUnit.Count, 1)
+    return http.json_response(
+        {
+            "item_id": item_id,
+            "recommendation_id": rec_id,
+            "fallback": reason is not None,
+            "fallback_reason": reason,
+            "items": _enrich(predicted),
+        }
+    )
+
+
+@app.get("/health")
+def health():
+    experiment = config.load()
+    return http.json_response(
+        {
+            "status": "ok",
+            "experiment_id": experiment.experiment_id,
+            "config_source": experiment.source,
+            "experiment_status": experiment.status,
+            "variants": {n: {"live": bool(experiment.campaign_arn(n))} for n in experiment.names},
+            "similar_items_live": bool(experiment.similar_campaign_arn),
+            "fallback_items": len(experiment.fallback_item_ids),
+        }
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event, context):
+    return app.resolve(event, context)

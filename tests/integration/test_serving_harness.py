@@ -1,0 +1,166 @@
+"""Harness for the serving integration tests (no tests here): moto DynamoDB with the tables of
+template.yaml, the real handlers with the template's environment, payload-2.0 events built by
+the local stack's own API Gateway emulation, and responses checked against docs/openapi.yaml."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlencode
+
+import boto3
+import pytest
+import yaml
+from moto import mock_aws
+
+from local import provision, template
+from local.http_api import build_event, make_route
+from local.lambda_runner import function_specs
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = {
+    "recommendations": "RecommendationsFunction",
+    "events": "EventsFunction",
+    "event_replay": "EventReplayFunction",
+}
+UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused at once
+
+
+class Context:
+    function_name = "serving-test"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:serving-test"
+    memory_limit_in_mb = 512
+    aws_request_id = "req"
+    log_group_name = "/aws/lambda/serving-test"
+    log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def load_template():
+    return template.load(ROOT / "template.yaml")
+
+
+def openapi() -> dict:
+    return yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
+
+
+def load_app(folder: str):
+    name = f"serving_app_{folder}"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / folder / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Serving:
+    """The serving Lambdas over one moto account."""
+
+    def __init__(self, t):
+        self.t = t
+        self.ddb = boto3.resource("dynamodb")
+        self.tables = {}
+        for r in t.of_type("AWS::DynamoDB::Table"):
+            req = provision.table_request(t, r)
+            req.pop("SSESpecification", None)  # the CMK is not what these tests are about
+            self.ddb.meta.client.create_table(**req)
+            self.tables[r.logical_id] = self.ddb.Table(req["TableName"])
+        specs = {s.logical_id: s for s in function_specs(t, {}).values()}
+        self.routes = [
+            make_route(props["Method"], props["Path"], logical)
+            for logical in FUNCTIONS.values()
+            for props in specs[logical].http_routes
+        ]
+        self.apps = {folder: load_app(folder) for folder in FUNCTIONS}
+
+    def table(self, logical_id: str):
+        return self.tables[logical_id]
+
+    def put_experiment(self, **record):
+        record.setdefault("experiment_id", "recs-ab")
+        self.table("ExperimentsTable").put_item(Item=_dec(record))
+        from recsys_common import config
+
+        config.clear_cache()
+
+    def request(self, method: str, path: str, body=None, headers=None, query=None, raw: bytes | None = None):
+        """(status, headers, parsed body) of the function that API Gateway routes this request to."""
+        route, params = None, {}
+        for r in sorted(self.routes, key=lambda r: r.specificity, reverse=True):
+            m = r.pattern.match(path)
+            if m and r.method == method:
+                route, params = r, m.groupdict()
+                break
+        if route is None:  # reach the function owning the path anyway: it must answer 404/405 itself
+            owner = "EventsFunction" if path.startswith("/events") else "RecommendationsFunction"
+            route = make_route(method, path, owner)
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        hdrs = {"content-type": "application/json", "user-agent": "pytest-client/1.0", **(headers or {})}
+        event = build_event(
+            route, params, method, path, urlencode(query or {}), hdrs, data, "localapi", "127.0.0.1"
+        )
+        folder = next(f for f, logical in FUNCTIONS.items() if logical == route.function)
+        resp = self.apps[folder].lambda_handler(event, Context())
+        return (
+            resp["statusCode"],
+            {k.lower(): v for k, v in (resp.get("headers") or {}).items()},
+            json.loads(resp["body"]),
+        )
+
+    def aggregates(self, experiment_id: str = "recs-ab") -> dict[str, dict]:
+        items = self.table("AggregatesTable").query(
+            KeyConditionExpression=boto3.dynamodb.conditions.Key("experiment_id").eq(experiment_id)
+        )["Items"]
+        return {i["slice"]: {k: float(v) for k, v in i.items() if isinstance(v, Decimal)} for i in items}
+
+
+def _dec(x):
+    if isinstance(x, float):
+        return Decimal(repr(x))
+    if isinstance(x, dict):
+        return {k: _dec(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_dec(v) for v in x]
+    return x
+
+
+def clear_caches() -> None:
+    from recsys_common import config, ddb, personalize
+
+    config.clear_cache()
+    ddb.client.cache_clear()
+    personalize.runtime.cache_clear()
+    personalize.events_client.cache_clear()
+
+
+@pytest.fixture
+def serving(monkeypatch):
+    t = load_template()
+    specs = {s.logical_id: s for s in function_specs(t, {}).values()}
+    env = dict(specs["RecommendationsFunction"].environment)
+    env.update(
+        {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "POWERTOOLS_TRACE_DISABLED": "1",
+            "POWERTOOLS_METRICS_NAMESPACE": "test",
+            "POWERTOOLS_DEV": "0",
+            "CONFIG_CACHE_SECONDS": "0",
+            "PERSONALIZE_TIMEOUT_MS": "300",
+            "AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME": UNREACHABLE,
+            "AWS_ENDPOINT_URL_PERSONALIZE_EVENTS": UNREACHABLE,
+        }
+    )
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws():
+        clear_caches()
+        yield Serving(t)
+    clear_caches()
