@@ -1,0 +1,74 @@
+"""The repository's layout and the pieces the template and the README's commands rely on."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from local.template import load_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _template() -> dict:
+    return load_yaml((ROOT / "template.yaml").read_text())
+
+
+def test_top_level_layout():
+    for name in ("template.yaml", "samconfig.toml", "pyproject.toml", "Makefile", "README.md", ".ci/run"):
+        assert (ROOT / name).is_file(), name
+    for name in ("statemachines", "functions", "datasets", "local", "tests", "bench", "docs"):
+        assert (ROOT / name).is_dir(), name
+    assert "make test" in (ROOT / ".ci/run").read_text()
+
+
+def test_every_function_and_layer_has_its_code():
+    """A CodeUri without its handler module builds an empty artifact (sam build does not fail)."""
+    doc = _template()
+    for logical_id, spec in doc["Resources"].items():
+        props = spec.get("Properties") or {}
+        if spec["Type"] == "AWS::Serverless::Function":
+            module = props["Handler"].rpartition(".")[0].replace(".", "/")
+            assert (ROOT / props["CodeUri"] / f"{module}.py").is_file(), f"{logical_id}: {props['CodeUri']}"
+        if spec["Type"] == "AWS::Serverless::LayerVersion":
+            layer = ROOT / props["ContentUri"]
+            assert (layer / "requirements.txt").is_file(), f"{logical_id}: no requirements.txt"
+            assert any(p.is_dir() and (p / "__init__.py").is_file() for p in layer.iterdir()), logical_id
+
+
+def test_serving_functions_stay_light():
+    """Serving Lambdas import no pandas/numpy/scipy (cold start); their requirements agree."""
+    heavy = re.compile(r"^\s*(?:import|from)\s+(pandas|numpy|scipy)\b", re.MULTILINE)
+    for folder in ("recommendations", "events", "event_replay", "common"):
+        for path in (ROOT / "functions" / folder).rglob("*.py"):
+            assert not heavy.search(path.read_text()), f"{path.relative_to(ROOT)} imports a heavy library"
+        requirements = ROOT / "functions" / folder / "requirements.txt"
+        if requirements.is_file():
+            assert not re.search(r"^(pandas|numpy|scipy)\b", requirements.read_text(), re.MULTILINE)
+
+
+def test_samconfig_environments_match_the_template():
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    allowed = _template()["Parameters"]["Environment"]["AllowedValues"]
+    for env, expected in (("default", "dev"), ("staging", "staging"), ("prod", "prod")):
+        deploy = config[env]["deploy"]["parameters"]
+        assert f'Environment="{expected}"' in deploy["parameter_overrides"] and expected in allowed
+        assert "CAPABILITY_IAM" in deploy["capabilities"]
+        assert config[env]["global"]["parameters"]["stack_name"].endswith(expected)
+        overrides = dict(re.findall(r'(\w+)="([^"]*)"', deploy["parameter_overrides"]))
+        assert set(overrides) <= set(_template()["Parameters"]), f"{env}: unknown parameter"
+
+
+def test_makefile_targets_and_ignores():
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("run:", "test:", "lint:", "validate:"):
+        assert re.search(rf"^{target}", makefile, re.MULTILINE), target
+    assert (
+        "cfn-lint template.yaml" in makefile
+        and "validate --lint" in makefile
+        and "check_build.py" in makefile
+    )
+    ignored = (ROOT / ".gitignore").read_text().split()
+    for entry in (".venv/", ".venv-sam/", ".aws-sam/", "*.egg-info/"):
+        assert entry in ignored, entry
