@@ -235,6 +235,9 @@ def check_function_globals(doc: dict) -> None:
         assert p.get("Runtime", "python3.11") == "python3.11", f"{name} overrides the runtime"
         assert p.get("Tracing", "Active") == "Active", f"{name} turns tracing off"
         assert p.get("Handler") == "app.lambda_handler", name
+        assert {"Ref": "CommonLayer"} in p.get("Layers", []), (
+            f"{name}: no CommonLayer (powertools, recsys_common)"
+        )
         code = p.get("CodeUri", "")
         assert code.startswith("functions/") and code.endswith("/"), f"{name}: CodeUri {code!r}"
     env = glob["Environment"]["Variables"]
@@ -438,6 +441,11 @@ BREAKAGES: list[tuple[str, str, Callable[[dict], None]]] = [
         "tracing off in one function",
         "check_function_globals",
         _set([R, "QualityGateFunction", "Properties", "Tracing"], "PassThrough"),
+    ),
+    (
+        "function without the layer",
+        "check_function_globals",
+        lambda d: d[R]["EventReplayFunction"]["Properties"].pop("Layers"),
     ),
     (
         "state machine untraced",
