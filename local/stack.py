@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import boto3
 from botocore.config import Config
 
+from local import moto_dynamodb
 from local import provision as prov
 from local import template as tmpl
 from local.lambda_runner import LambdaRunner, function_specs
@@ -227,6 +228,7 @@ class LocalStack:
             os.environ.pop(f"AWS_ENDPOINT_URL_{suffix}", None)
         os.environ.pop("AWS_ENDPOINT_URL", None)
         fix_moto_execution_clone()
+        moto_dynamodb.install()  # DynamoDB's concurrency semantics for the serving Lambdas
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         port = _pick_port(self.host, self.port + 1 if self.port else 0)

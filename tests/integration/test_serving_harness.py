@@ -16,7 +16,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from local import provision, template
+from local import moto_dynamodb, provision, template
 from local.http_api import build_event, make_route
 from local.lambda_runner import function_specs
 
@@ -160,6 +160,7 @@ def serving(monkeypatch):
     )
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    moto_dynamodb.install()  # DynamoDB's concurrency semantics (the local stack installs it too)
     with mock_aws():
         clear_caches()
         yield Serving(t)

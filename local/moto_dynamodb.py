@@ -1,0 +1,113 @@
+"""Make moto's DynamoDB behave like DynamoDB under concurrency (worth offering upstream).
+
+Two gaps matter to the serving path, which writes from many threads at once:
+- moto's handlers are not thread-safe: concurrent ADDs on one item can lose updates and a scan
+  can race a put. DynamoDB serialises writes per item; one lock around every DynamoDB request is
+  a conservative emulation of that.
+- moto's TransactWriteItems deep-copies every table it touches as a rollback backup (O(table
+  size) per transaction: ~170 ms at 5000 items) and restores the whole table on failure, which
+  also undoes other writers' work. Here conditions are checked first (DynamoDB's semantics:
+  all or nothing) and only the touched items are backed up.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any
+
+LOCK = threading.RLock()
+_installed = False
+
+
+def install() -> None:
+    """Patch moto's DynamoDB (idempotent; affects mock_aws and ThreadedMotoServer alike)."""
+    global _installed
+    if _installed:
+        return
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
+
+    original_call = DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with LOCK:
+            return original_call(self)
+
+    DynamoHandler.call_action = call_action
+    DynamoDBBackend.transact_write_items = transact_write_items
+    _installed = True
+
+
+def _key_of(backend: Any, op_type: str, op: dict) -> dict:
+    if op_type != "Put":
+        return op["Key"]
+    table = backend.get_table(op["TableName"])
+    key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = op["Item"][table.range_key_attr]
+    return key
+
+
+def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    from moto.dynamodb.exceptions import (
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+        TransactWriteSingleOpException,
+    )
+    from moto.dynamodb.models import get_filter_expression as condition
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    with LOCK:
+        plan, errors, seen = [], [], set()
+        for entry in transact_items:  # phase 1: every condition against the current state
+            if len(entry) > 1:
+                raise TransactWriteSingleOpException
+            op_type, op = next(iter(entry.items()))
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+            key = _key_of(self, op_type, op)
+            marker = (op["TableName"], str(sorted(key.items())))
+            if marker in seen:
+                raise MultipleTransactionsException()
+            seen.add(marker)
+            current = self.get_item(op["TableName"], key)
+            expression = op.get("ConditionExpression")
+            if expression and not condition(
+                expression, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            ).expr(current):
+                old = current.to_json()["Attributes"] if current and op.get(
+                    "ReturnValuesOnConditionCheckFailure") == "ALL_OLD" else None  # fmt: skip
+                errors.append(("ConditionalCheckFailed", "The conditional request failed", old))
+            else:
+                errors.append((None, None, None))
+            plan.append((op_type, op, key, copy.deepcopy(current)))
+        if any(code for code, _, _ in errors):
+            raise TransactionCanceledException(errors)
+        done = []
+        try:  # phase 2: apply; an invalid update (e.g. ADD to a string) undoes what was applied
+            for op_type, op, key, before in plan:
+                _apply(self, op_type, op, key)
+                done.append((op["TableName"], key, before))
+        except Exception:
+            for table_name, key, before in reversed(done):
+                if before is None:
+                    self.delete_item(table_name, key)
+                else:
+                    self.put_item(table_name, before.to_json()["Attributes"])
+            raise
+
+
+def _apply(backend: Any, op_type: str, op: dict, key: dict) -> None:
+    names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+    if op_type == "Put":
+        backend.put_item(op["TableName"], op["Item"])
+    elif op_type == "Delete":
+        backend.delete_item(op["TableName"], key)
+    elif op_type == "Update":
+        backend.update_item(
+            op["TableName"], key, update_expression=op["UpdateExpression"],
+            expression_attribute_names=names, expression_attribute_values=values,
+        )  # fmt: skip
