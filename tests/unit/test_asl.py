@@ -1,0 +1,212 @@
+"""Static checks of statemachines/training.asl.json against the template and Step Functions' rules."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import botocore.session
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL_PATH = ROOT / "statemachines" / "training.asl.json"
+TEXT = ASL_PATH.read_text()
+ASL = json.loads(TEXT)
+OPTIMISED = {  # Step Functions' optimised integrations used here
+    "arn:aws:states:::lambda:invoke",
+    "arn:aws:states:::sns:publish",
+    "arn:aws:states:::dynamodb:putItem",
+    "arn:aws:states:::dynamodb:getItem",
+    "arn:aws:states:::dynamodb:updateItem",
+    "arn:aws:states:::dynamodb:deleteItem",
+}
+SDK = re.compile(r"^arn:aws:states:::aws-sdk:([a-z0-9]+):([a-zA-Z0-9]+)$")
+BOTO_SERVICE = {"sfn": "stepfunctions"}
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+
+
+def template_machine() -> dict:
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)
+    return template["Resources"]["TrainingStateMachine"]["Properties"]
+
+
+def all_states(machine: dict | None = None, scope: str = "") -> list[tuple[str, dict, dict]]:
+    """(name, state, enclosing machine) for every state, nested ones included."""
+    machine = machine or ASL
+    out = []
+    for name, state in machine["States"].items():
+        out.append((name, state, machine))
+        if "ItemProcessor" in state:
+            out += all_states(state["ItemProcessor"], name)
+        for branch in state.get("Branches", []):
+            out += all_states(branch, name)
+    return out
+
+
+STATES = all_states()
+
+
+def test_parses_and_names_are_unique_in_the_whole_machine():
+    names = [n for n, _, _ in STATES]
+    assert len(names) == len(set(names)), "state names must be unique across the whole machine"
+    assert ASL["TimeoutSeconds"] > 0
+
+
+def test_every_transition_targets_a_state_in_its_scope():
+    for name, state, machine in STATES:
+        targets = [state.get("Next"), state.get("Default")]
+        targets += [c["Next"] for c in state.get("Choices", [])] + [c["Next"] for c in state.get("Catch", [])]
+        for target in filter(None, targets):
+            assert target in machine["States"], f"{name} -> {target}"
+        terminal = state["Type"] in ("Succeed", "Fail") or state.get("End") or state["Type"] == "Choice"
+        assert terminal or "Next" in state, name
+
+
+def test_task_resources_exist_and_sdk_parameters_are_pascal_case_members():
+    session = botocore.session.get_session()
+    for name, state, _ in STATES:
+        if state["Type"] != "Task":
+            continue
+        resource = state["Resource"]
+        if resource in OPTIMISED:
+            continue
+        match = SDK.match(resource)
+        assert match, f"{name}: unexpected resource {resource}"
+        service, action = match.groups()
+        model = session.get_service_model(BOTO_SERVICE.get(service, service))
+        ops = {op.lower(): op for op in model.operation_names}
+        assert action.lower() in ops and action[0].islower(), f"{name}: {service}:{action}"
+        shape = model.operation_model(ops[action.lower()]).input_shape
+        for key in state.get("Parameters", {}):
+            member = key.removesuffix(".$")
+            assert member[0].isupper(), f"{name}: parameter {key} must be PascalCase"
+            assert member[0].lower() + member[1:] in shape.members or member in shape.members, (
+                f"{name}: {key}"
+            )
+        for member in shape.required_members:
+            assert any(k.removesuffix(".$").lower() == member.lower() for k in state["Parameters"]), (
+                f"{name}: missing required {member}"
+            )
+
+
+def test_sdk_errors_use_step_functions_names():
+    for name, state, _ in STATES:
+        for rule in state.get("Retry", []) + state.get("Catch", []):
+            for error in rule["ErrorEquals"]:
+                assert error == "States.ALL" or re.match(r"^[A-Z][A-Za-z]+\.[A-Z][A-Za-z]+$", error), (
+                    name,
+                    error,
+                )
+                if error.startswith("Personalize."):
+                    assert error.endswith("Exception"), (name, error)
+
+
+def test_throttling_is_retried_with_capped_jittered_backoff():
+    for name, state, _ in STATES:
+        if state["Type"] != "Task":
+            continue
+        assert state.get("Retry"), f"{name} has no Retry"
+        for rule in state["Retry"]:
+            assert rule["MaxDelaySeconds"] <= 60 and rule["JitterStrategy"] == "FULL", name
+            assert "States.ALL" not in rule["ErrorEquals"], (
+                f"{name}: retrying everything hides the real cause"
+            )
+        if state["Resource"].startswith("arn:aws:states:::aws-sdk:personalize:"):
+            assert "Personalize.ThrottlingException" in state["Retry"][0]["ErrorEquals"], name
+
+
+def test_every_wait_loop_counts_and_is_bounded():
+    waits = [(n, s, m) for n, s, m in STATES if s["Type"] == "Wait"]
+    assert len(waits) >= 10
+    for name, state, machine in waits:
+        assert state["SecondsPath"] == "$.pollSeconds", name
+        loop = name.rsplit(": ", 1)[0]
+        count = machine["States"][state["Next"]]
+        assert "States.MathAdd($.polls, 1)" in json.dumps(count), name
+        bound = machine["States"][f"{loop}: polls left?"]
+        assert bound["Choices"][0] == {
+            "Variable": "$.polls",
+            "NumericLessThanPath": "$.maxPolls",
+            "Next": name,
+        }
+        assert bound["Default"].endswith("timed out"), name
+        start = machine["States"][f"{loop}: start polling"]
+        assert start["Result"] == 0 and start["ResultPath"] == "$.polls", name
+
+
+def _reaches(machine: dict, start: str, goal) -> bool:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        state = machine["States"][name]
+        if goal(name, state):
+            return True
+        todo += [t for t in (state.get("Next"), state.get("Default")) if t]
+        todo += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
+    return False
+
+
+def test_every_catch_ends_in_a_notified_failure_or_a_deliberate_recovery():
+    top = ASL["States"]
+    for name, state, machine in STATES:
+        for rule in state.get("Catch", []):
+            if rule["ErrorEquals"] != ["States.ALL"]:
+                continue  # specific errors are handled (reuse, lock, skip)
+            if machine is ASL:
+                ok = _reaches(ASL, rule["Next"], lambda n, s: n in ("Notify failure", "Notify locked")) or rule["Next"] in ("Done", "Failed", "Not started", "Release lock after failure")  # fmt: skip
+            else:  # inside a Map/Parallel: the iteration fails, the enclosing state's Catch notifies
+                ok = _reaches(machine, rule["Next"], lambda n, s: s["Type"] == "Fail")
+            assert ok, f"{name}: Catch -> {rule['Next']}"
+    for name in ("Datasets and imports", "Filters", "Baseline and similar items", "Variants"):
+        assert top[name]["Catch"][0]["ErrorEquals"] == ["States.ALL"]
+    assert top["Failed"] == {"Type": "Fail", "ErrorPath": "$.failed.error", "CausePath": "$.failed.cause"}
+    assert _reaches(ASL, "Notify failure", lambda n, s: n == "Release lock after failure")
+
+
+def test_substitutions_used_are_declared_in_the_template():
+    used = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", TEXT))
+    declared = set(template_machine()["DefinitionSubstitutions"])
+    assert used <= declared, f"undeclared: {sorted(used - declared)}"
+    assert {"PollSeconds", "MaxPolls", "ProjectPrefix", "MetricsNamespace"} <= used
+
+
+def test_solutions_set_auto_training_explicitly_and_campaign_updates_poll_the_update():
+    creates = [s for _, s, _ in STATES if s.get("Resource", "").endswith(":createSolution")]
+    assert creates and all("PerformAutoTraining.$" in s["Parameters"] for s in creates)
+    update_checks = [s for n, s, _ in STATES if n.endswith("Campaign update: status?")]
+    assert update_checks and all(
+        c["Variable"] == "$.described.Campaign.LatestCampaignUpdate.Status"
+        for s in update_checks
+        for c in s["Choices"]
+    )
+    stops = [n for n, s, _ in STATES if s.get("Resource", "").endswith(":stopSolutionVersionCreation")]
+    assert stops and all(n.endswith("Training: timed out") for n in stops)
+
+
+def test_model_age_metric_matches_the_alarm():
+    metric = [s for _, s, _ in STATES if s.get("Resource", "").endswith("cloudwatch:putMetricData")]
+    assert metric
+    datum = metric[0]["Parameters"]["MetricData"][0]
+    assert metric[0]["Parameters"]["Namespace"] == "${MetricsNamespace}"
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_Loader)
+    alarm = template["Resources"]["ModelAgeAlarm"]["Properties"]
+    assert datum["MetricName"] == alarm["MetricName"]
+    assert [d["Name"] for d in datum["Dimensions"]] == [d["Name"] for d in alarm["Dimensions"]]
+
+
+@pytest.mark.parametrize("mode", ["UPDATE", "FULL"])
+def test_schedules_start_the_machine_with_a_training_mode(mode):
+    events = template_machine()["Events"]
+    inputs = [json.loads(e["Properties"]["Input"]) for e in events.values() if e["Type"] == "ScheduleV2"]
+    assert {"trainingMode": mode} in inputs
