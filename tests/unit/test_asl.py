@@ -174,6 +174,26 @@ def test_every_catch_ends_in_a_notified_failure_or_a_deliberate_recovery():
     assert _reaches(ASL, "Notify failure", lambda n, s: n == "Release lock after failure")
 
 
+def test_no_fail_state_can_raise_a_reserved_states_error():
+    """A Fail state may not raise `States.*` (reserved; moto refuses it, so the execution's cause
+    became a ValueError): each step's failure is `Pipeline.<Step>Failed` with the original error
+    and cause in the cause text."""
+    for name, state, _ in STATES:
+        if state["Type"] != "Fail":
+            continue
+        if "Error" in state:
+            assert re.match(r"^Pipeline\.[A-Z][A-Za-z]+$", state["Error"]), name
+        else:
+            assert state["ErrorPath"] == "$.failed.error", name
+    for name, state, _ in STATES:  # every writer of $.failed sets a Pipeline.* name or copies one
+        if state.get("ResultPath") == "$.failed":
+            params = state["Parameters"]
+            assert (
+                re.match(r"^Pipeline\.[A-Z][A-Za-z]+$", params.get("error", ""))
+                or params.get("error.$") == "$.failed.error"
+            ), name
+
+
 def test_substitutions_used_are_declared_in_the_template():
     used = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", TEXT))
     declared = set(template_machine()["DefinitionSubstitutions"])
@@ -210,3 +230,140 @@ def test_schedules_start_the_machine_with_a_training_mode(mode):
     events = template_machine()["Events"]
     inputs = [json.loads(e["Properties"]["Input"]) for e in events.values() if e["Type"] == "ScheduleV2"]
     assert {"trainingMode": mode} in inputs
+
+
+# --- the failure path of the real definition, executed by moto's engine --------------------------
+
+
+def _failure_machine(source: dict, inject: dict) -> dict:
+    """`source`'s states reachable from the inject state, with an injected caught error."""
+    states = {"Inject": {"Type": "Pass", "Result": inject, "ResultPath": "$.failure", "Next": "Setup failed"}}
+    todo = ["Setup failed"]
+    while todo:
+        name = todo.pop()
+        if name in states:
+            continue
+        state = json.loads(json.dumps(source["States"][name]))
+        states[name] = state
+        todo += [t for t in (state.get("Next"), state.get("Default")) if t]
+        todo += [c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])]
+    return {"StartAt": "Inject", "States": states}
+
+
+def _substituted(definition: dict, values: dict) -> dict:
+    text = json.dumps(definition)
+    for key, value in values.items():
+        text = text.replace("${" + key + "}", value)
+    return json.loads(text)
+
+
+@pytest.fixture
+def sfn_env(monkeypatch):
+    from moto import mock_aws
+
+    for k, v in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(k, v)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        import boto3
+
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(
+            TableName="experiments",
+            KeySchema=[{"AttributeName": "experiment_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "experiment_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sns, sqs = boto3.client("sns"), boto3.client("sqs")
+        topic = sns.create_topic(Name="pipeline")["TopicArn"]
+        queue = sqs.create_queue(QueueName="notes")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(
+            TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+        )
+        values = {"ExperimentsTable": "experiments", "PipelineTopicArn": topic, "ProjectPrefix": "p-dev"}
+        yield boto3.client("stepfunctions"), sqs, queue, values
+
+
+def _execute(sfn, definition: dict) -> dict:
+    import time
+
+    arn = sfn.create_state_machine(
+        name=f"m{time.monotonic_ns()}",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, name=f"e{time.monotonic_ns()}", input="{}")[
+        "executionArn"
+    ]
+    for _ in range(400):
+        described = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.05)
+    raise AssertionError("execution did not finish")
+
+
+LAMBDA_CAUSE = json.dumps(
+    {
+        "errorMessage": "interactions.csv: column EVENT_TYP is unknown; rename it EVENT_TYPE.",
+        "errorType": "DataError",
+        "requestId": "r",
+        "stackTrace": ["  File app.py, line 1"],
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("caught", "expected_cause"),
+    [
+        ({"Error": "States.Runtime", "Cause": "The JSONPath $.x could not be found"},
+         'Step "Setup" failed with States.Runtime: The JSONPath $.x could not be found'),
+        ({"Error": "States.Timeout", "Cause": "Task timed out"}, 'Step "Setup" failed with States.Timeout: Task timed out'),
+        ({"Error": "DataError", "Cause": LAMBDA_CAUSE},
+         'Step "Setup" failed with DataError: interactions.csv: column EVENT_TYP is unknown; rename it EVENT_TYPE.'),
+        ({"Error": "States.TaskFailed"}, 'Step "Setup" failed with States.TaskFailed (no cause reported).'),
+        ({"Error": "Personalize.InvalidInputException", "Cause": "bad recipe"},
+         'Step "Setup" failed with Personalize.InvalidInputException: bad recipe'),
+    ],
+)  # fmt: skip
+def test_a_caught_error_fails_the_execution_with_the_step_and_the_real_cause(sfn_env, caught, expected_cause):
+    sfn, sqs, queue, values = sfn_env
+    out = _execute(sfn, _substituted(_failure_machine(ASL, caught), values))
+    assert out["status"] == "FAILED", out
+    assert out["error"] == "Pipeline.SetupFailed"
+    assert out["cause"] == expected_cause
+    note = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"][0]["Body"]
+    assert expected_cause in note and "keep serving" in note
+
+
+@pytest.mark.parametrize(
+    ("scope", "fail_state", "item", "error", "prefix"),
+    [
+        ("Variants", "Variant: Step failed", {"solution": {"name": "B", "recipe": "aws-user-personalization"}},
+         "Pipeline.VariantFailed", "variant B (aws-user-personalization): States.Runtime: boom"),
+        ("Datasets and imports", "Dataset: Step failed", {"dataset": {"kind": "items"}},
+         "Pipeline.DatasetFailed", "dataset items: States.Runtime: boom"),
+    ],
+)  # fmt: skip
+def test_an_iteration_failure_names_the_item_and_keeps_the_original_error(sfn_env, scope, fail_state, item, error, prefix):  # fmt: skip
+    sfn, *_ = sfn_env
+    fail = ASL["States"][scope]["ItemProcessor"]["States"][fail_state]
+    definition = {
+        "StartAt": "Inject",
+        "States": {
+            "Inject": {
+                "Type": "Pass",
+                "Result": {**item, "failure": {"Error": "States.Runtime", "Cause": "boom"}},
+                "Next": fail_state,
+            },
+            fail_state: fail,
+        },
+    }
+    out = _execute(sfn, definition)
+    assert (out["status"], out["error"], out["cause"]) == ("FAILED", error, prefix)
