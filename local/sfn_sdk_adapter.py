@@ -23,7 +23,8 @@ from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
 # Step Functions' spelling of a service in error names where it is not botocore's serviceId.
-ERROR_SERVICE_NAMES = {"dynamodb": "DynamoDb", "sfn": "Sfn", "states": "Sfn"}
+# moto hands the boto3 name ("stepfunctions" for aws-sdk:sfn); Step Functions says "Sfn".
+ERROR_SERVICE_NAMES = {"dynamodb": "DynamoDb", "sfn": "Sfn", "states": "Sfn", "stepfunctions": "Sfn"}
 
 
 class UnknownParameterError(ValueError):

@@ -215,3 +215,187 @@ def test_bad_raw_data_fails_in_seconds_with_what_to_fix(stack, notes):
     sent = notes.drain()
     assert [n["subject"] for n in sent] == ["Training failed"]
     assert cause in sent[0]["message"] and "keep serving" in sent[0]["message"]
+
+
+SEEN: dict = {}  # what earlier scenarios left behind, for the later ones
+
+
+@needs_engine
+def test_happy_path_from_an_empty_account(stack, notes):
+    stack.upload_raw()  # the sample, whole again
+    assert inventory(stack) == {"datasetGroups": 0, "schemas": 0}
+    described = run(stack, {"trainingMode": "FULL"})
+    p, record = stack.client("personalize"), experiment(stack)
+    for name in VARIANTS:
+        v = record["variants"][name]
+        assert v["campaign_arn"] and v["solution_arn"] and v["solution_version_arn"] and v["promoted_at"], v
+        assert v["metrics"]["normalized_discounted_cumulative_gain_at_10"] > 0, v["metrics"]
+        assert [h["solution_version_arn"] for h in v["history"]] == [v["solution_version_arn"]]
+        solution = p.describe_solution(solutionArn=v["solution_arn"])["solution"]
+        assert solution["performAutoTraining"] is False and solution["recipeArn"].endswith(v["recipe"])
+        version = p.describe_solution_version(solutionVersionArn=v["solution_version_arn"])["solutionVersion"]
+        assert (version["status"], version["trainingMode"]) == ("ACTIVE", "FULL")
+        assert len(recommends(stack, name)) == 5
+    assert live_versions(stack) == {n: record["variants"][n]["solution_version_arn"] for n in VARIANTS}
+    similar = p.describe_campaign(campaignArn=record["similar_items"]["campaign_arn"])["campaign"]
+    assert similar["status"] == "ACTIVE"
+    assert record["event_tracker"]["tracking_id"] and set(record["filters"]) >= {
+        "category",
+        "exclude_purchased",
+    }
+    assert record["dataset_group_arn"].endswith(":dataset-group/personalize-ab-dev")
+    assert not lock_held(stack)
+    sent = notes.drain()
+    assert [n["subject"] for n in sent] == ["Training finished"]
+    summary = json.loads(sent[0]["message"])
+    assert summary["execution"] == described["name"]
+    assert {v["variant"]: v["outcome"] for v in summary["variants"]} == dict.fromkeys(VARIANTS, "promote")
+    metrics = stack.client("cloudwatch").list_metrics(MetricName="ModelAgeHours")["Metrics"]
+    assert metrics and metrics[0]["Dimensions"] == [{"Name": "ExperimentId", "Value": EXPERIMENT_ID}]
+    SEEN["inventory"] = inventory(stack)
+
+
+@needs_engine
+def test_second_full_run_creates_nothing_twice_and_updates_the_campaigns(stack, notes):
+    before, old = SEEN["inventory"], live_versions(stack)
+    # margin 1: every new version is promoted (the gate itself is tested below)
+    run(stack, {"trainingMode": "FULL", "qualityGate": {"margin": 1}})
+    after = inventory(stack)
+    assert {k: v for k, v in after.items() if k != "solutionVersions"} == {
+        k: v for k, v in before.items() if k != "solutionVersions"
+    }
+    assert after["solutionVersions"] == before["solutionVersions"] + len(VARIANTS) + 2  # + baseline, similar
+    new, record = live_versions(stack), experiment(stack)
+    for name in VARIANTS:
+        assert new[name] != old[name]
+        assert record["variants"][name]["solution_version_arn"] == new[name]
+        assert [h["solution_version_arn"] for h in record["variants"][name]["history"]] == [
+            old[name],
+            new[name],
+        ]
+    assert [n["subject"] for n in notes.drain()] == ["Training finished"]
+
+
+@needs_engine
+def test_update_run_trains_incrementally_where_personalize_allows_it(stack, notes):
+    # a lock left by an execution that no longer exists is taken over, not waited for
+    dataset_group = experiment(stack)["dataset_group_arn"]
+    stack.client("dynamodb").put_item(
+        TableName=stack.outputs["ExperimentsTableName"],
+        Item={
+            "experiment_id": {"S": f"lock#{dataset_group.rsplit('/', 1)[1]}"},
+            "execution": {"S": stack.outputs["TrainingStateMachineArn"].replace(":stateMachine:", ":execution:") + ":gone"},
+        },
+    )  # fmt: skip
+    assert lock_held(stack)
+    old = live_versions(stack)
+    run(stack, {"trainingMode": "UPDATE", "qualityGate": {"margin": 1}})
+    p, new = stack.client("personalize"), live_versions(stack)
+    modes = {n: p.describe_solution_version(solutionVersionArn=new[n])["solutionVersion"]["trainingMode"] for n in VARIANTS}  # fmt: skip
+    recipes = {n: experiment(stack)["variants"][n]["recipe"] for n in VARIANTS}
+    for name in VARIANTS:
+        assert new[name] != old[name]
+        expected = (
+            "UPDATE"
+            if recipes[name] in ("aws-user-personalization", "aws-user-personalization-v2")
+            else "FULL"
+        )
+        assert modes[name] == expected, (name, recipes[name], modes[name])
+    assert "UPDATE" in modes.values() and not lock_held(stack)
+    notes.drain()
+
+
+@needs_engine
+def test_quality_gate_rejection_is_recorded_announced_and_not_deployed(stack, notes):
+    old, old_record = live_versions(stack), experiment(stack)
+    # margin -1: a version must beat the live one by a whole point, which no version can
+    run(stack, {"trainingMode": "FULL", "variants": ["B"], "qualityGate": {"margin": -1}})
+    assert live_versions(stack) == old
+    record = experiment(stack)
+    b = record["variants"]["B"]
+    assert b["solution_version_arn"] == old["B"] and b["history"] == old_record["variants"]["B"]["history"]
+    rejection = b["last_rejection"]
+    assert rejection["solution_version_arn"] != old["B"] and "below" in rejection["reason"]
+    assert record["variants"]["A"] == old_record["variants"]["A"]  # not in this run's variants
+    sent = notes.drain()
+    assert [n["subject"] for n in sent] == ["Promotion rejected by the quality gate", "Training finished"]
+    assert "Variant B" in sent[0]["message"] and rejection["solution_version_arn"] in sent[0]["message"]
+    summary = json.loads(sent[1]["message"])
+    assert [(v["variant"], v["outcome"]) for v in summary["variants"]] == [("B", "rejected")]
+
+
+@needs_engine
+def test_rollback_goes_back_to_the_previous_version_in_one_step(stack, notes):
+    history_before = experiment(stack)["variants"]["B"]["history"]
+    assert len(history_before) == 3  # FULL, FULL, UPDATE
+    run(stack, {"rollback": {"variant": "B"}})
+    b = experiment(stack)["variants"]["B"]
+    assert (
+        live_versions(stack)["B"] == history_before[-2]["solution_version_arn"] == b["solution_version_arn"]
+    )
+    assert b["rolled_back_from"] == history_before[-1]["solution_version_arn"]
+    assert b["history"] == history_before[:-1]
+    assert [n["subject"] for n in notes.drain()] == ["Rollback done"]
+
+
+@needs_engine
+def test_failed_run_after_success_leaves_the_live_campaigns_serving(stack, notes):
+    old, old_record = live_versions(stack), experiment(stack)
+    upload_csv_with_renamed_column(stack, "timestamp", "time")
+    try:
+        described = run(stack, {"trainingMode": "FULL"}, expect="FAILED")
+    finally:
+        stack.upload_raw()
+    assert (
+        described["error"] == "Pipeline.PrepareDataFailed"
+        and "lacks the column(s) timestamp" in described["cause"]
+    )
+    assert live_versions(stack) == old
+    assert experiment(stack)["variants"] == old_record["variants"]
+    for name in VARIANTS:
+        assert len(recommends(stack, name)) == 5
+    assert [n["subject"] for n in notes.drain()] == ["Training failed"]
+
+
+@needs_engine
+def test_run_lock_a_second_execution_fails_fast_and_changes_nothing(stack, notes):
+    import time
+
+    first = start(stack, {"trainingMode": "FULL", "variants": ["C"], "qualityGate": {"margin": 1}})
+    deadline = time.monotonic() + 30
+    while not lock_held(stack):
+        assert time.monotonic() < deadline, "the first execution never took the lock"
+        time.sleep(0.1)
+    second = wait(stack, start(stack, {"trainingMode": "FULL"}))
+    assert (second["status"], second["error"]) == ("FAILED", "Pipeline.Locked")
+    assert first in second["cause"] and "changed nothing" in second["cause"]
+    assert "Prepare data" not in entered(history(stack, second["executionArn"]))
+    assert wait(stack, first)["status"] == "SUCCEEDED"
+    assert not lock_held(stack)
+    subjects = [n["subject"] for n in notes.drain()]
+    assert sorted(subjects) == ["Training finished", "Training not started: another execution is running"]
+
+
+@needs_engine
+def test_a_recipe_the_engine_rejects_fails_the_variant_with_the_real_cause(tmp_path_factory):
+    """Own stack: its variants are configured (template parameter) with a recipe that does not exist."""
+    bad = start_stack(
+        tmp_path_factory.mktemp("pipeline-bad-recipe") / "state",
+        "--parameter-overrides",
+        "VariantRecipes=aws-popularity-count,aws-no-such-recipe,aws-popularity-count",
+    )
+    try:
+        bad.upload_raw()
+        described = run(bad, {"trainingMode": "FULL"}, expect="FAILED")
+        assert described["error"] == "Pipeline.VariantsFailed"
+        cause = described["cause"]
+        assert cause.startswith('Step "Variants" failed with Pipeline.VariantFailed: variant B (aws-no-such-recipe): Personalize.')  # fmt: skip
+        assert "aws-no-such-recipe" in cause.split("Personalize.", 1)[1]
+        events = history(bad, described["executionArn"])
+        failures = [e for e in events if e["type"] == "TaskFailed"]
+        assert len(failures) == 1, "the real cause once, not a wall of retries"
+        assert not lock_held(bad)
+        record = experiment(bad)
+        assert "campaign_arn" not in record["variants"]["B"]
+    finally:
+        bad.stop()

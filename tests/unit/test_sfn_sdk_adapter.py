@@ -79,6 +79,8 @@ def test_error_names_as_step_functions_reports_them():
 
     assert adapter.error_name("personalize", err("ResourceAlreadyExistsException")) == "Personalize.ResourceAlreadyExistsException"  # fmt: skip
     assert adapter.error_name("s3", err("NoSuchKey")) == "S3.NoSuchKeyException"
+    # moto's engine passes "stepfunctions" for aws-sdk:sfn (the run lock catches Sfn.ExecutionDoesNotExistException)
+    assert adapter.error_name("stepfunctions", err("ExecutionDoesNotExist")) == "Sfn.ExecutionDoesNotExistException"  # fmt: skip
     assert adapter.error_name("dynamodb", err("ConditionalCheckFailedException")) == "DynamoDb.ConditionalCheckFailedException"  # fmt: skip
     assert adapter.error_name("cloudwatch", err("InvalidParameterValue")) == "CloudWatch.InvalidParameterValueException"  # fmt: skip
 
