@@ -1,0 +1,40 @@
+"""`python -m local.personalize --port PORT --data-dir DIR [--host 127.0.0.1]`: the engine on its own."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from local.personalize.server import PersonalizeServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.personalize", description=__doc__)
+    parser.add_argument("--port", type=int, default=8090, help="port to listen on (0 = any free port)")
+    parser.add_argument("--data-dir", required=True, help="where resources, data and models are kept")
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = PersonalizeServer(args.data_dir, args.host, args.port)
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 2
+    print(f"Local Personalize engine on {server.url} (data in {args.data_dir})", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

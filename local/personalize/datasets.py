@@ -1,0 +1,335 @@
+"""Schemas, dataset groups, datasets, dataset import jobs, event trackers and filters."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from local.personalize import importer
+from local.personalize.errors import AlreadyExists, InUse, InvalidInput, LimitExceeded
+from local.personalize.filters import FilterError, compile_filter
+from local.personalize.ops import LIMITS, PENDING_SECONDS, operation, page, shaped
+
+DATASET_TYPES = ("INTERACTIONS", "ITEMS", "USERS")
+RUNNING = ("CREATE PENDING", "CREATE IN_PROGRESS")
+
+
+def require_active(record: dict, label: str) -> None:
+    if record.get("status") != "ACTIVE":
+        raise InUse(f"The {label} {record['_arn']} is {record.get('status')}; wait until it is ACTIVE.")
+
+
+def group_name(engine, group_arn: str) -> str:
+    return engine.store.get("dataset-group", group_arn)["name"]
+
+
+# --- schemas ---------------------------------------------------------------------------------------
+@operation("personalize")
+def CreateSchema(engine, req):
+    try:
+        importer.parse_schema(req["schema"])
+    except importer.SchemaError as exc:
+        raise InvalidInput(str(exc)) from None
+    if req.get("domain"):
+        raise InvalidInput(
+            "Domain schemas are not supported by the local engine; omit domain (custom schema)."
+        )
+    if len(engine.store.all("schema")) >= LIMITS["schema"]:
+        raise LimitExceeded(f"At most {LIMITS['schema']} schemas; delete unused ones.")
+    arn = engine.arn("schema", req["name"])
+    engine.store.create("schema", arn, {"name": req["name"], "schemaArn": arn, "schema": req["schema"]})
+    return {"schemaArn": arn}
+
+
+@operation("personalize")
+def DescribeSchema(engine, req):
+    return shaped("DescribeSchema", "schema", engine.store.get("schema", req["schemaArn"]))
+
+
+@operation("personalize")
+def ListSchemas(engine, req):
+    return page("ListSchemas", "schemas", engine.store.all("schema"), req)
+
+
+@operation("personalize")
+def DeleteSchema(engine, req):
+    arn = req["schemaArn"]
+    engine.store.get("schema", arn)
+    users = engine.store.all("dataset", schemaArn=arn)
+    if users:
+        raise InUse(f"The schema {arn} is used by the dataset {users[0]['datasetArn']}; delete that first.")
+    engine.store.remove("schema", arn)
+    return {}
+
+
+# --- dataset groups ----------------------------------------------------------------------------------
+@operation("personalize")
+def CreateDatasetGroup(engine, req):
+    if req.get("domain"):
+        raise InvalidInput("Domain dataset groups are not supported by the local engine; omit domain.")
+    if len(engine.store.all("dataset-group")) >= LIMITS["dataset-group"]:
+        raise LimitExceeded(f"At most {LIMITS['dataset-group']} dataset groups; delete unused ones.")
+    arn = engine.arn("dataset-group", req["name"])
+    record = {
+        "name": req["name"],
+        "datasetGroupArn": arn,
+        "roleArn": req.get("roleArn"),
+        "kmsKeyArn": req.get("kmsKeyArn"),
+    }
+    engine.store.create("dataset-group", arn, record, pending=PENDING_SECONDS)
+    return {"datasetGroupArn": arn}
+
+
+@operation("personalize")
+def DescribeDatasetGroup(engine, req):
+    return shaped(
+        "DescribeDatasetGroup", "datasetGroup", engine.store.get("dataset-group", req["datasetGroupArn"])
+    )
+
+
+@operation("personalize")
+def ListDatasetGroups(engine, req):
+    return page("ListDatasetGroups", "datasetGroups", engine.store.all("dataset-group"), req)
+
+
+@operation("personalize")
+def DeleteDatasetGroup(engine, req):
+    arn = req["datasetGroupArn"]
+    record = engine.store.get("dataset-group", arn)
+    for kind in ("dataset", "solution", "event-tracker", "filter"):
+        children = engine.store.all(kind, datasetGroupArn=arn)
+        if children:
+            raise InUse(
+                f"The dataset group {arn} still has a {kind.replace('-', ' ')} ({children[0]['_arn']}); delete it first."
+            )
+    engine.data.drop(record["name"])
+    engine.store.schedule_delete("dataset-group", arn, PENDING_SECONDS)
+    return {}
+
+
+# --- datasets ----------------------------------------------------------------------------------------
+@operation("personalize")
+def CreateDataset(engine, req):
+    dataset_type = req["datasetType"].upper()
+    if dataset_type not in DATASET_TYPES:
+        raise InvalidInput(f"datasetType must be one of {list(DATASET_TYPES)}, not {req['datasetType']!r}.")
+    group = engine.store.get("dataset-group", req["datasetGroupArn"])
+    require_active(group, "dataset group")
+    schema = engine.store.get("schema", req["schemaArn"])
+    try:
+        importer.check_dataset_schema(importer.parse_schema(schema["schema"]), dataset_type)
+    except importer.SchemaError as exc:
+        raise InvalidInput(str(exc)) from None
+    arn = engine.arn("dataset", group["name"], dataset_type)
+    record = {
+        "name": req["name"],
+        "datasetArn": arn,
+        "datasetGroupArn": group["datasetGroupArn"],
+        "datasetType": dataset_type,
+        "schemaArn": schema["schemaArn"],
+        "_group": group["name"],
+    }
+    engine.store.create("dataset", arn, record, pending=PENDING_SECONDS)
+    return {"datasetArn": arn}
+
+
+@operation("personalize")
+def DescribeDataset(engine, req):
+    record = engine.store.get("dataset", req["datasetArn"])
+    trackers = engine.store.all("event-tracker", datasetGroupArn=record["datasetGroupArn"])
+    if record["datasetType"] == "INTERACTIONS" and trackers:
+        record["trackingId"] = trackers[0]["trackingId"]
+    return shaped("DescribeDataset", "dataset", record)
+
+
+@operation("personalize")
+def ListDatasets(engine, req):
+    where = {"datasetGroupArn": req["datasetGroupArn"]} if req.get("datasetGroupArn") else {}
+    return page("ListDatasets", "datasets", engine.store.all("dataset", **where), req)
+
+
+@operation("personalize")
+def UpdateDataset(engine, req):
+    record = engine.store.get("dataset", req["datasetArn"])
+    require_active(record, "dataset")
+    schema = engine.store.get("schema", req["schemaArn"])
+    try:
+        importer.check_dataset_schema(importer.parse_schema(schema["schema"]), record["datasetType"])
+    except importer.SchemaError as exc:
+        raise InvalidInput(str(exc)) from None
+    now = time.time()
+    update = {
+        "schemaArn": schema["schemaArn"],
+        "status": "ACTIVE",
+        "creationDateTime": now,
+        "lastUpdatedDateTime": now,
+    }
+    engine.store.update(
+        "dataset", record["datasetArn"], schemaArn=schema["schemaArn"], latestDatasetUpdate=update
+    )
+    return {"datasetArn": record["datasetArn"]}
+
+
+@operation("personalize")
+def DeleteDataset(engine, req):
+    record = engine.store.get("dataset", req["datasetArn"])
+    if any(
+        j["status"] in RUNNING
+        for j in engine.store.all("dataset-import-job", datasetArn=record["datasetArn"])
+    ):
+        raise InUse(f"An import job is running on {record['datasetArn']}; wait for it to finish.")
+    engine.data.drop_dataset(record["_group"], record["datasetType"])
+    for job in engine.store.all("dataset-import-job", datasetArn=record["datasetArn"]):
+        engine.store.remove("dataset-import-job", job["_arn"])
+    engine.store.schedule_delete("dataset", record["datasetArn"], PENDING_SECONDS)
+    return {}
+
+
+# --- dataset import jobs -------------------------------------------------------------------------------
+@operation("personalize")
+def CreateDatasetImportJob(engine, req):
+    dataset = engine.store.get("dataset", req["datasetArn"])
+    require_active(dataset, "dataset")
+    if any(
+        j["status"] in RUNNING
+        for j in engine.store.all("dataset-import-job", datasetArn=dataset["datasetArn"])
+    ):
+        raise InUse(f"An import job is already running on {dataset['datasetArn']}; wait for it to finish.")
+    location = req["dataSource"].get("dataLocation")
+    if not location:
+        raise InvalidInput("dataSource.dataLocation is required (s3://bucket/path/file.csv).")
+    arn = engine.arn("dataset-import-job", req["jobName"])
+    record = {
+        "jobName": req["jobName"],
+        "datasetImportJobArn": arn,
+        "datasetArn": dataset["datasetArn"],
+        "dataSource": {"dataLocation": location},
+        "roleArn": req.get("roleArn"),
+        "importMode": req.get("importMode", "FULL"),
+        "publishAttributionMetricsToS3": req.get("publishAttributionMetricsToS3", False),
+        "status": "CREATE PENDING",
+    }
+    engine.store.create("dataset-import-job", arn, record)
+    engine.jobs.submit(run_import, engine, arn)
+    return {"datasetImportJobArn": arn}
+
+
+def run_import(engine, arn: str) -> None:
+    store = engine.store
+    job = store.update("dataset-import-job", arn, status="CREATE IN_PROGRESS")
+    try:
+        dataset = store.get("dataset", job["datasetArn"])
+        fields = importer.parse_schema(store.get("schema", dataset["schemaArn"])["schema"])
+        frame = importer.load(job["dataSource"]["dataLocation"], fields)
+        engine.data.import_bulk(dataset["_group"], dataset["datasetType"], frame, job["importMode"])
+    except importer.ImportFailed as exc:
+        store.update("dataset-import-job", arn, status="CREATE FAILED", failureReason=str(exc))
+        return
+    except Exception as exc:
+        if store.closed:
+            raise
+        store.update("dataset-import-job", arn, status="CREATE FAILED", failureReason=f"Import failed: {exc}")
+        return
+    store.update("dataset-import-job", arn, status="ACTIVE")
+
+
+@operation("personalize")
+def DescribeDatasetImportJob(engine, req):
+    record = engine.store.get("dataset-import-job", req["datasetImportJobArn"])
+    return shaped("DescribeDatasetImportJob", "datasetImportJob", record)
+
+
+@operation("personalize")
+def ListDatasetImportJobs(engine, req):
+    where = {"datasetArn": req["datasetArn"]} if req.get("datasetArn") else {}
+    return page(
+        "ListDatasetImportJobs", "datasetImportJobs", engine.store.all("dataset-import-job", **where), req
+    )
+
+
+# --- event trackers ------------------------------------------------------------------------------------
+@operation("personalize")
+def CreateEventTracker(engine, req):
+    group = engine.store.get("dataset-group", req["datasetGroupArn"])
+    require_active(group, "dataset group")
+    arn = engine.arn("event-tracker", req["name"])
+    if engine.store.exists("event-tracker", arn):
+        raise AlreadyExists(f"An event tracker {arn} already exists.")
+    limit = LIMITS["event-tracker per dataset group"]
+    if len(engine.store.all("event-tracker", datasetGroupArn=group["datasetGroupArn"])) >= limit:
+        raise LimitExceeded(f"A dataset group has at most {limit} event tracker; use the existing one.")
+    tracking_id = str(uuid.uuid4())
+    record = {
+        "name": req["name"],
+        "eventTrackerArn": arn,
+        "accountId": engine.account,
+        "trackingId": tracking_id,
+        "datasetGroupArn": group["datasetGroupArn"],
+        "_group": group["name"],
+    }
+    engine.store.create("event-tracker", arn, record, pending=PENDING_SECONDS)
+    return {"eventTrackerArn": arn, "trackingId": tracking_id}
+
+
+@operation("personalize")
+def DescribeEventTracker(engine, req):
+    return shaped(
+        "DescribeEventTracker", "eventTracker", engine.store.get("event-tracker", req["eventTrackerArn"])
+    )
+
+
+@operation("personalize")
+def ListEventTrackers(engine, req):
+    where = {"datasetGroupArn": req["datasetGroupArn"]} if req.get("datasetGroupArn") else {}
+    return page("ListEventTrackers", "eventTrackers", engine.store.all("event-tracker", **where), req)
+
+
+@operation("personalize")
+def DeleteEventTracker(engine, req):
+    engine.store.get("event-tracker", req["eventTrackerArn"])
+    engine.store.schedule_delete("event-tracker", req["eventTrackerArn"], PENDING_SECONDS)
+    return {}
+
+
+# --- filters -------------------------------------------------------------------------------------------
+@operation("personalize")
+def CreateFilter(engine, req):
+    group = engine.store.get("dataset-group", req["datasetGroupArn"])
+    require_active(group, "dataset group")
+    try:
+        compile_filter(req["filterExpression"])
+    except FilterError as exc:
+        raise InvalidInput(f"filterExpression: {exc}") from None
+    arn = engine.arn("filter", req["name"])
+    limit = LIMITS["filter per dataset group"]
+    if (
+        not engine.store.exists("filter", arn)
+        and len(engine.store.all("filter", datasetGroupArn=group["datasetGroupArn"])) >= limit
+    ):
+        raise LimitExceeded(f"A dataset group has at most {limit} filters; delete one you no longer use.")
+    record = {
+        "name": req["name"],
+        "filterArn": arn,
+        "datasetGroupArn": group["datasetGroupArn"],
+        "filterExpression": req["filterExpression"],
+    }
+    engine.store.create("filter", arn, record, pending=PENDING_SECONDS)
+    return {"filterArn": arn}
+
+
+@operation("personalize")
+def DescribeFilter(engine, req):
+    return shaped("DescribeFilter", "filter", engine.store.get("filter", req["filterArn"]))
+
+
+@operation("personalize")
+def ListFilters(engine, req):
+    where = {"datasetGroupArn": req["datasetGroupArn"]} if req.get("datasetGroupArn") else {}
+    return page("ListFilters", "Filters", engine.store.all("filter", **where), req)
+
+
+@operation("personalize")
+def DeleteFilter(engine, req):
+    engine.store.get("filter", req["filterArn"])
+    engine.store.schedule_delete("filter", req["filterArn"], PENDING_SECONDS)
+    return {}

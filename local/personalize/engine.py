@@ -1,0 +1,63 @@
+"""The engine: persistent store, data files, background jobs and model cache, and the dispatch of a
+checked request to its operation. Independent of HTTP (server.py is the wire)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+# Importing the families registers their operations.
+from local.personalize import campaigns, datasets, events, recipes, runtime, solutions  # noqa: F401
+from local.personalize.data import DataFiles
+from local.personalize.errors import UnknownOperation
+from local.personalize.jobs import Jobs
+from local.personalize.ops import OPERATIONS
+from local.personalize.protocol import validate_input
+from local.personalize.store import Store
+
+DEFAULT_ACCOUNT = "123456789012"
+
+
+class Engine:
+    def __init__(self, data_dir: str | os.PathLike):
+        self.root = pathlib.Path(data_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.account = os.environ.get("LOCAL_PERSONALIZE_ACCOUNT_ID", DEFAULT_ACCOUNT)
+        self.store = Store(self.root)
+        self.data = DataFiles(self.root)
+        self.models = runtime.ModelCache(self)
+        self.jobs = Jobs(workers=2)  # imports, campaign deployments
+        self.training = Jobs(workers=2)  # solution versions (so deployments never wait behind training)
+        self._resume()
+
+    def arn(self, kind: str, *parts: str) -> str:
+        return f"arn:aws:personalize:{self.region}:{self.account}:{kind}/{'/'.join(parts)}"
+
+    def model_dir(self, version_arn: str) -> pathlib.Path:
+        solution, version = version_arn.rsplit("/", 2)[-2:]
+        return self.root / "models" / solution / version
+
+    def call(self, service: str, operation: str, body) -> dict:
+        handler = OPERATIONS.get((service, operation))
+        if handler is None:
+            raise UnknownOperation(f"{service} has no operation {operation!r} in the local engine.")
+        return handler(self, validate_input(service, operation, body))
+
+    def close(self) -> None:
+        self.store.close()
+        self.jobs.stop()
+        self.training.stop()
+
+    def _resume(self) -> None:
+        """Work that was pending or running when the previous process stopped starts again."""
+        for job in self.store.all("dataset-import-job"):
+            if job["status"] in datasets.RUNNING:
+                self.jobs.submit(datasets.run_import, self, job["_arn"])
+        for version in reversed(self.store.all("solution-version")):
+            if version["status"] in (*datasets.RUNNING, "CREATE STOPPING"):
+                self.training.submit(solutions.run_training, self, version["_arn"])
+        for campaign in self.store.all("campaign"):
+            updating = (campaign.get("latestCampaignUpdate") or {}).get("status") in campaigns.UPDATING
+            if campaign["status"] in datasets.RUNNING or updating:
+                self.jobs.submit(campaigns.deploy, self, campaign["_arn"])
