@@ -71,6 +71,16 @@ def load_config(experiment_id: str) -> dict:
     }
 
 
+MAX_ID = 256  # docs/openapi.yaml, parameter ExperimentId
+
+
+def _checked_id(experiment_id: str) -> str:
+    """400 for an id no experiment can have (also keeps over-long keys away from DynamoDB)."""
+    if not 1 <= len(experiment_id) <= MAX_ID:
+        raise BadRequestError(f"path parameter 'experimentId' must be 1 to {MAX_ID} characters")
+    return experiment_id
+
+
 def _weights(config: dict) -> dict[str, float]:
     raw = {name: float(v.get("weight", 0) or 0) for name, v in config["variants"].items()}
     total = sum(raw.values())
@@ -80,7 +90,7 @@ def _weights(config: dict) -> dict[str, float]:
 @app.get("/experiments/<experimentId>")
 @tracer.capture_method
 def get_experiment(experimentId: str):
-    config = load_config(experimentId)
+    config = load_config(_checked_id(experimentId))
     weights = _weights(config)
     out = {k: v for k, v in config.items() if k not in PRIVATE_FIELDS}
     out["variants"] = {
@@ -132,7 +142,7 @@ def get_results(experimentId: str):
     from abtest import AnalysisOptions, analyze  # lazy: scipy/numpy only on this route
     from abtest.analysis import ANALYSES, CORRECTIONS, default_metric, metric_specs
 
-    config = load_config(experimentId)
+    config = load_config(_checked_id(experimentId))
     event_types = _env_list("EVENT_TYPES", "view,click,purchase")
     metrics = [s.name for s in metric_specs(event_types)]
     opts = AnalysisOptions(

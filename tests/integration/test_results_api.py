@@ -258,6 +258,9 @@ def test_unknown_experiment_is_404_and_bad_parameters_are_400(api):
     _load(tables)
     assert call("/experiments/nope/results")[0] == 404
     assert call("/experiments/nope")[0] == 404
+    for path in ("/experiments/" + "x" * 257, "/experiments/" + "x" * 257 + "/results"):
+        status, body = call(path)  # longer than the documented maxLength: 400, not a DynamoDB error
+        assert status == 400 and "experimentId" in body["message"], body
     for query in ({"alpha": "abc"}, {"alpha": "0.9"}, {"analysis": "bayes"}, {"metric": "nope"}):
         status, body = call("/experiments/exp-1/results", query)
         assert status == 400 and "message" in body, (query, body)

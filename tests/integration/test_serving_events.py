@@ -255,3 +255,32 @@ def test_thousands_of_parallel_events_none_lost_none_double_counted(serving):
         ]
         == 2400
     )
+
+
+def test_a_concurrent_change_to_any_metric_of_the_user_is_not_lost(serving, monkeypatch):
+    """A click batch reads the user's totals; before it commits, a purchase of the same user
+    commits. The click's cross products (sumxy_click__purchase) depend on the purchase total it
+    read, so its write must be cancelled and recomputed, although it does not change purchases."""
+    rec = _expose(serving, "x")
+    from recsys_common import assignments_store
+
+    resolve, interleaved = assignments_store.resolve, threading.Event()
+
+    def resolve_then_let_another_request_commit(*args, **kwargs):
+        a = resolve(*args, **kwargs)
+        if not interleaved.is_set():
+            interleaved.set()
+            purchase = {"user_id": "x", "item_id": "p", "event_type": "purchase", "value": 5}
+            other = threading.Thread(target=serving.request, args=("POST", "/events", purchase))
+            other.start()  # its own thread: its own Lambda sandbox
+            other.join()
+        return a
+
+    monkeypatch.setattr(assignments_store, "resolve", resolve_then_let_another_request_commit)
+    status, _, body = serving.request(
+        "POST", "/events", {"user_id": "x", "item_id": "c", "event_type": "click"}
+    )
+    assert status == 200 and body["accepted"] == 1 and interleaved.is_set()
+    per_user = {"x": {"click": 1, "purchase": 1, "value": 5}}
+    v = rec["variant"]
+    assert _counters(serving, v) == _expected(per_user, {v: ["x"]})[v]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
@@ -50,13 +51,48 @@ def openapi() -> dict:
     return yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
 
 
-def load_app(folder: str):
-    name = f"serving_app_{folder}"
+def load_app(folder: str, sandbox: str = "main"):
+    name = f"serving_app_{folder}_{sandbox}"
     spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / folder / "app.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+_ROUTER_STATE = threading.local()
+
+
+def _router_state_per_thread() -> None:
+    """Make the powertools resolvers' per-request state thread-local (idempotent).
+
+    The resolver keeps the event being handled at class level (`BaseRouter.current_event`, and
+    `lambda_context`): right on Lambda, where a sandbox handles one event at a time, but calling
+    handlers from many threads of one process (as the concurrency tests here do, to make DynamoDB
+    writes interleave) would hand one request another's body. Thread-local state gives each thread
+    a sandbox of its own; the local stack gets the same from its worker processes.
+    """
+    from abc import ABCMeta
+
+    from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+
+    if getattr(type(BaseRouter), "thread_local_state", False):
+        return
+
+    def state(name: str) -> property:
+        return property(
+            lambda _self: getattr(_ROUTER_STATE, name, None),
+            lambda _self, value: setattr(_ROUTER_STATE, name, value),
+        )
+
+    class _ThreadLocalRouterMeta(ABCMeta):
+        thread_local_state = True
+        current_event = state("current_event")  # BaseRouter.current_event (class-level get/set)
+        lambda_context = state("lambda_context")
+
+    BaseRouter.current_event = state("current_event")  # self.current_event (instance-level reads)
+    BaseRouter.lambda_context = state("lambda_context")
+    BaseRouter.__class__ = _ThreadLocalRouterMeta
 
 
 class Serving:
@@ -77,7 +113,24 @@ class Serving:
             for logical in FUNCTIONS.values()
             for props in specs[logical].http_routes
         ]
-        self.apps = {folder: load_app(folder) for folder in FUNCTIONS}
+        self._sandboxes = threading.local()
+        assert self.apps  # the calling thread's sandbox, loaded now (tests patch it)
+
+    @property
+    def apps(self) -> dict:
+        """This thread's handler modules. Lambda runs one event at a time per sandbox, and the
+        handlers keep per-request state at module level (the powertools resolver's current_event),
+        so concurrent requests each get their own sandbox, as on Lambda and in the local stack's
+        worker processes; calling one module from many threads would mix up requests."""
+        apps = getattr(self._sandboxes, "apps", None)
+        if apps is None:
+            sandbox = (
+                "main"
+                if threading.current_thread() is threading.main_thread()
+                else str(threading.get_ident())
+            )
+            apps = self._sandboxes.apps = {folder: load_app(folder, sandbox) for folder in FUNCTIONS}
+        return apps
 
     def table(self, logical_id: str):
         return self.tables[logical_id]
@@ -160,6 +213,7 @@ def serving(monkeypatch):
     )
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    _router_state_per_thread()
     moto_dynamodb.install()  # DynamoDB's concurrency semantics (the local stack installs it too)
     with mock_aws():
         clear_caches()

@@ -129,17 +129,21 @@ def totals(a: Assignment, metrics) -> dict[str, float]:
 
 
 def totals_op(experiment: Experiment, a: Assignment, old: dict, new: dict) -> dict:
-    """SET the user's new totals, on condition that they still hold the old ones (optimistic)."""
+    """SET the user's new totals, on condition that they still hold the old ones (optimistic).
+
+    Every metric is checked, not only the changed ones: the cross-product deltas (sumxy) of a
+    changed metric are computed with the old values of all the others, so a concurrent change to
+    any of them must cancel this write.
+    """
     names, values, sets, conds = {"#v": "variant", "#p": "phase"}, {}, [], ["#v = :v", "#p = :p"]
     values[":v"] = {"S": a.variant}
     values[":p"] = {"N": str(a.phase)}
     conds.append("attribute_exists(exposed_at)")
     for i, m in enumerate(sorted(new)):
-        if new[m] == old.get(m, 0):
-            continue
         names[f"#m{i}"] = f"m_{m}"
-        values[f":n{i}"] = aggregates.number(new[m])
-        sets.append(f"#m{i} = :n{i}")
+        if new[m] != old.get(m, 0):
+            values[f":n{i}"] = aggregates.number(new[m])
+            sets.append(f"#m{i} = :n{i}")
         if old.get(m, 0):
             values[f":o{i}"] = aggregates.number(old[m])
             conds.append(f"#m{i} = :o{i}")
