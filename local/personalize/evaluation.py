@@ -10,9 +10,12 @@ Here, deterministically for a seed:
 - test users: a random 10% (rounded, at least 1) of the users with 2+ interactions;
 - per test user, interactions are ordered by TIMESTAMP (ties: input order); the latest
   max(1, ceil(10%)) are the targets, the rest are the input;
-- a list of 25 items is produced for every test user, leaving out the input items for the
-  personalised and related-items recipes (they do not recommend what the user already interacted
-  with); POPULAR_ITEMS recipes serve everyone the same list, so nothing is left out for them;
+- a list of 25 items is produced for every test user, leaving out the user's input items for
+  every recipe, popularity included. The personalised recipes never serve what the user already
+  interacted with, so a popularity list that may re-serve it would be compared on different terms:
+  on the sample data, 47% of the held-out targets are funnel steps (view → click → purchase) on an
+  item already in the input, and popularity "won" the quality gate by re-listing viewed items.
+  The metrics thus measure discovery of items new to the user, the same way for every recipe;
 - metrics, averaged over test users (r = 1-based rank of a target in the list):
   precision_at_K = hits in top K / K;
   mean_reciprocal_rank_at_25 = 1 / r of the first hit in the top 25 (0 without one);
@@ -83,8 +86,7 @@ def recommend_for_test_users(model, split: Split, k: int = TOP_K) -> dict[str, l
         idx = rows.get(user, empty)
         items, weights, ts = items_all[idx], weights_all[idx], ts_all[idx]
         scores = np.asarray(model.item_scores_for_profile(items, weights, ts), dtype=np.float64).copy()
-        if model.recipe_type != "POPULAR_ITEMS":
-            scores[items] = -np.inf
+        scores[items] = -np.inf  # every recipe: see the module docstring
         lists[user] = model.catalog.item_ids[top_indices(scores, k)].tolist()
     return lists
 

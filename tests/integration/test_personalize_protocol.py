@@ -1,0 +1,269 @@
+"""The local Personalize engine's protocol edges: bad requests on the wire (raw HTTP), error codes
+through boto3, pagination, deletes of resources in use, limits, recipes, concurrency, and a
+restart of the engine in the middle of a training."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import pytest
+
+from local.personalize.training import RECIPES
+from tests.integration.test_personalize_harness import CONFIG, Engine, interactions_csv, items_csv
+
+pytest_plugins = ["tests.integration.test_personalize_harness"]
+pytestmark = pytest.mark.integration
+
+
+def raw(url: str, path: str, body: bytes, target: str | None = None) -> tuple[int, dict, dict]:
+    headers = {"Content-Type": "application/x-amz-json-1.1" if target else "application/json"}
+    if target:
+        headers["X-Amz-Target"] = target
+    request = urllib.request.Request(url + path, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def group(engine):
+    arns = engine.dataset_group("proto")
+    job = engine.import_job(
+        "proto-int", arns["interactions"], engine.upload("proto/i.csv", interactions_csv())
+    )
+    assert job["status"] == "ACTIVE", job.get("failureReason")
+    engine.import_job("proto-items", arns["items"], engine.upload("proto/items.csv", items_csv()))
+    return arns
+
+
+@pytest.mark.parametrize(
+    ("body", "target", "message"),
+    [
+        (b"{not json", "AmazonPersonalize.DescribeSchema", "not valid JSON"),
+        (b"{}", "AmazonPersonalize.DescribeSchema", "Missing required member(s) schemaArn"),
+        (b'{"schemaArn": 5}', "AmazonPersonalize.DescribeSchema", "schemaArn must be a string"),
+        (b'{"name": "x", "schema": "{}"}', "AmazonPersonalize.CreateSchema", "Avro record"),
+        (
+            b'{"name": "-bad name", "schema": "{}"}',
+            "AmazonPersonalize.CreateSchema",
+            "does not match the pattern",
+        ),
+        (b'{"maxResults": 0}', "AmazonPersonalize.ListSchemas", "between 1 and 100"),
+        (b"[1, 2]", "AmazonPersonalize.ListSchemas", "JSON object"),
+    ],
+)
+def test_bad_control_plane_requests_are_400_invalid_input(engine, body, target, message):
+    status, _, payload = raw(engine.server.url, "/", body, target)
+    assert status == 400
+    assert payload["__type"] == "InvalidInputException"
+    assert message in payload["message"]
+
+
+def test_unknown_operations_and_paths_are_4xx_json(engine):
+    status, _, payload = raw(engine.server.url, "/", b"{}", "AmazonPersonalize.MakeCoffee")
+    assert (status, payload["__type"]) == (400, "UnknownOperationException")
+    status, headers, payload = raw(engine.server.url, "/nowhere", b"{}")
+    assert status == 400 and headers["x-amzn-ErrorType"] == "UnknownOperationException" and payload["message"]
+    status, _, payload = raw(
+        engine.server.url, "/events", b'{"trackingId": "t", "sessionId": "s", "eventList": []}'
+    )
+    assert status == 400 and "at least 1" in payload["message"]
+    events = [{"eventType": "view", "sentAt": 1, "itemId": "i"}] * 11
+    body = json.dumps({"trackingId": "t", "sessionId": "s", "eventList": events}).encode()
+    status, headers, payload = raw(engine.server.url, "/events", body)
+    assert (
+        status == 400
+        and headers["x-amzn-ErrorType"] == "InvalidInputException"
+        and "at most 10" in payload["message"]
+    )
+
+
+def test_error_codes_reach_boto3_with_personalize_names(engine, group):
+    p, rt, ev = engine.personalize, engine.runtime, engine.events
+    missing = group["group"].replace("dataset-group/proto", "campaign/none")
+    with pytest.raises(p.exceptions.ResourceNotFoundException) as err:
+        p.describe_campaign(campaignArn=missing)
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    with pytest.raises(rt.exceptions.ResourceNotFoundException) as err:
+        rt.get_recommendations(campaignArn=missing, userId="u1")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ev.exceptions.ResourceNotFoundException):
+        ev.put_events(
+            trackingId="no-such-tracker", sessionId="s", eventList=[{"eventType": "view", "sentAt": 1}]
+        )
+    with pytest.raises(p.exceptions.ResourceAlreadyExistsException):
+        p.create_dataset_group(name="proto")
+    with pytest.raises(p.exceptions.InvalidInputException, match="Unknown recipeArn"):
+        p.create_solution(
+            name="x", datasetGroupArn=group["group"], recipeArn="arn:aws:personalize:::recipe/aws-magic"
+        )
+
+
+def test_pagination_follows_next_tokens_and_rejects_foreign_ones(engine, group):
+    p = engine.personalize
+    schema = '{"type": "record", "name": "U", "fields": [{"name": "USER_ID", "type": "string"}]}'
+    for n in range(3):
+        p.create_schema(name=f"page-{n}", schema=schema)
+    seen, token = [], None
+    while True:
+        kwargs = {"maxResults": 2, **({"nextToken": token} if token else {})}
+        page = p.list_schemas(**kwargs)
+        assert len(page["schemas"]) <= 2
+        seen += [s["name"] for s in page["schemas"]]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert {"page-0", "page-1", "page-2"} <= set(seen) and len(seen) == len(set(seen))
+    token = p.list_schemas(maxResults=1)["nextToken"]
+    with pytest.raises(p.exceptions.InvalidNextTokenException):
+        p.list_datasets(nextToken=token)
+    with pytest.raises(p.exceptions.InvalidNextTokenException):
+        p.list_schemas(nextToken="garbage")
+
+
+def test_recipes_are_listed_and_described_with_personalize_arns(engine):
+    listed = engine.personalize.list_recipes()["recipes"]
+    assert {r["recipeArn"] for r in listed} == {f"arn:aws:personalize:::recipe/{r}" for r in RECIPES}
+    sims = engine.personalize.describe_recipe(recipeArn="arn:aws:personalize:::recipe/aws-sims")["recipe"]
+    assert sims["recipeType"] == "RELATED_ITEMS" and sims["status"] == "ACTIVE"
+    with pytest.raises(engine.personalize.exceptions.ResourceNotFoundException):
+        engine.personalize.describe_recipe(recipeArn="arn:aws:personalize:::recipe/aws-nothing")
+
+
+def test_deletes_refuse_resources_in_use_and_go_through_delete_pending(engine, group):
+    p = engine.personalize
+    with pytest.raises(p.exceptions.ResourceInUseException, match="still has a dataset"):
+        p.delete_dataset_group(datasetGroupArn=group["group"])
+    schema = p.describe_dataset(datasetArn=group["interactions"])["dataset"]["schemaArn"]
+    with pytest.raises(p.exceptions.ResourceInUseException):
+        p.delete_schema(schemaArn=schema)
+
+    solution = engine.solution("proto-pop", group["group"], "aws-popularity-count")
+    version = engine.train(solution)
+    campaign = engine.campaign("proto-pop", version["solutionVersionArn"])["campaignArn"]
+    popular = engine.runtime.get_recommendations(campaignArn=campaign, userId="anyone", numResults=5)[
+        "itemList"
+    ]
+    assert len(popular) == 5
+    with pytest.raises(p.exceptions.ResourceInUseException, match="delete the campaign first"):
+        p.delete_solution(solutionArn=solution)
+    p.delete_campaign(campaignArn=campaign)
+    assert p.describe_campaign(campaignArn=campaign)["campaign"]["status"] == "DELETE PENDING"
+    deadline = time.time() + 10
+    while True:
+        try:
+            p.describe_campaign(campaignArn=campaign)
+        except p.exceptions.ResourceNotFoundException:
+            break
+        assert time.time() < deadline
+        time.sleep(0.05)
+    p.delete_solution(solutionArn=solution)
+    with pytest.raises(p.exceptions.ResourceNotFoundException):
+        p.describe_solution_version(solutionVersionArn=version["solutionVersionArn"])
+
+
+def test_limits_one_event_tracker_per_dataset_group(engine, group):
+    p = engine.personalize
+    p.create_event_tracker(name="proto-tracker", datasetGroupArn=group["group"])
+    with pytest.raises(p.exceptions.ResourceAlreadyExistsException):
+        p.create_event_tracker(name="proto-tracker", datasetGroupArn=group["group"])
+    with pytest.raises(p.exceptions.LimitExceededException, match="at most 1 event tracker"):
+        p.create_event_tracker(name="proto-tracker-2", datasetGroupArn=group["group"])
+    trackers = p.list_event_trackers(datasetGroupArn=group["group"], maxResults=1)["eventTrackers"]
+    assert trackers[0]["name"] == "proto-tracker"
+
+
+def test_stop_solution_version_creation(engine, group):
+    p = engine.personalize
+    solution = engine.solution("proto-stop", group["group"], "aws-user-personalization")
+    arn = p.create_solution_version(solutionArn=solution)["solutionVersionArn"]
+    p.stop_solution_version_creation(solutionVersionArn=arn)
+    assert (
+        p.describe_solution_version(solutionVersionArn=arn)["solutionVersion"]["status"] == "CREATE STOPPING"
+    )
+    final = engine.wait("describe_solution_version", "solutionVersionArn", arn)
+    assert final["status"] == "CREATE STOPPED"
+    with pytest.raises(p.exceptions.InvalidInputException, match="can be stopped"):
+        p.stop_solution_version_creation(solutionVersionArn=arn)
+    with pytest.raises(p.exceptions.ResourceInUseException):
+        p.get_solution_metrics(solutionVersionArn=arn)
+
+
+def test_concurrent_recommendations_and_events(engine, group):
+    solution = engine.solution("proto-conc", group["group"], "aws-user-personalization")
+    version = engine.train(solution)
+    campaign = engine.campaign("proto-conc", version["solutionVersionArn"])["campaignArn"]
+    trackers = engine.personalize.list_event_trackers(datasetGroupArn=group["group"])["eventTrackers"]
+    tracking_id = engine.personalize.describe_event_tracker(eventTrackerArn=trackers[0]["eventTrackerArn"])[
+        "eventTracker"
+    ]["trackingId"]
+    errors = []
+
+    def worker(n: int) -> None:
+        kw = {"endpoint_url": engine.server.url, "region_name": "us-east-1", "config": CONFIG}
+        rt, ev = boto3.client("personalize-runtime", **kw), boto3.client("personalize-events", **kw)
+        try:
+            for k in range(10):
+                items = rt.get_recommendations(campaignArn=campaign, userId=f"u{n:04d}", numResults=5)[
+                    "itemList"
+                ]
+                ev.put_events(
+                    trackingId=tracking_id,
+                    userId=f"u{n:04d}",
+                    sessionId=f"s{n}",
+                    eventList=[
+                        {"eventType": "click", "itemId": items[k % 5]["itemId"], "sentAt": time.time()}
+                    ],
+                )
+        except Exception as exc:  # collected: a failure in a thread must fail the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_restart_in_the_middle_of_a_training_resumes_it_and_keeps_folded_events(s3_server, tmp_path):
+    first = Engine(tmp_path, s3_server).start()
+    arns = first.dataset_group("restart")
+    first.import_job("restart-int", arns["interactions"], first.upload("restart/i.csv", interactions_csv()))
+    solution = first.solution("restart-up", arns["group"], "aws-user-personalization")
+    version = first.train(solution)
+    campaign = first.campaign("restart-up", version["solutionVersionArn"])["campaignArn"]
+    tracking = first.personalize.create_event_tracker(name="restart-t", datasetGroupArn=arns["group"])[
+        "trackingId"
+    ]
+    first.events.put_events(
+        trackingId=tracking,
+        userId="u0002",
+        sessionId="s",
+        eventList=[{"eventType": "purchase", "itemId": "i0001", "sentAt": time.time()}],
+    )
+    before = first.runtime.get_recommendations(campaignArn=campaign, userId="u0002")["itemList"]
+    training = first.personalize.create_solution_version(solutionArn=solution, trainingMode="FULL")[
+        "solutionVersionArn"
+    ]
+    first.stop()  # mid-training: CREATE PENDING / IN_PROGRESS on disk
+
+    second = Engine(tmp_path, s3_server).start()
+    try:
+        assert second.runtime.get_recommendations(campaignArn=campaign, userId="u0002")["itemList"] == before
+        done = second.wait("describe_solution_version", "solutionVersionArn", training)
+        assert done["status"] == "ACTIVE", done.get("failureReason")
+        second.personalize.update_campaign(campaignArn=campaign, solutionVersionArn=training)
+        second.wait("describe_campaign", "campaignArn", campaign, field="latestCampaignUpdate.status")
+        items = second.runtime.get_recommendations(campaignArn=campaign, userId="u0002")["itemList"]
+        assert len(items) == 25 and "i0001" not in {i["itemId"] for i in items}
+    finally:
+        second.stop()
