@@ -194,6 +194,35 @@ def test_no_fail_state_can_raise_a_reserved_states_error():
             ), name
 
 
+def test_dynamodb_expressions_name_reserved_words_through_attribute_names():
+    """DynamoDB rejects a reserved word (e.g. `metrics`) used as a name in an expression."""
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+
+    reserved = {w.upper() for w in ReservedKeywords.get_reserved_keywords()}
+    for name, state, _ in STATES:
+        params = state.get("Parameters", {})
+        for key in ("UpdateExpression", "ConditionExpression", "UpdateExpression.$"):
+            expression = params.get(key, "")
+            if expression and key.endswith(
+                ".$"
+            ):  # States.Format('...'): only the template's text is the expression
+                expression = expression.split("'")[1]
+            words = re.findall(r"(?<![#:\w{}])([A-Za-z_]\w*)", expression)
+            clashes = [
+                w
+                for w in words
+                if w.upper() in reserved and w.upper() not in ("SET", "REMOVE", "ADD", "DELETE")
+            ]
+            assert not clashes, f"{name}: {key} uses reserved word(s) {clashes}"
+
+
+def test_no_path_indexes_into_an_array_and_then_selects_a_field():
+    """`$.List[0].Field` is a single value on AWS but a one-element list on moto's engine (it treats
+    any match below an index as a query result); `States.ArrayGetItem($.List[*].Field, 0)` is
+    the same value on both."""
+    assert not re.findall(r"\[\d+\]\.", TEXT)
+
+
 def test_substitutions_used_are_declared_in_the_template():
     used = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", TEXT))
     declared = set(template_machine()["DefinitionSubstitutions"])
