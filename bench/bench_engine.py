@@ -218,18 +218,34 @@ def training_and_serving(data: TrainingData) -> None:
 
 
 def http_latency() -> None:
-    """Median GetRecommendations over loopback HTTP via boto3 against `python -m local.personalize`
-    (the protocol layer), on a campaign trained from ML-100k imported through moto's S3."""
-    if not (pathlib.Path(__file__).resolve().parents[1] / "local" / "personalize" / "__main__.py").exists():
-        print(
-            "  GetRecommendations over loopback HTTP: not measured (local/personalize/__main__.py not present yet)"
-        )
-        return
+    """GetRecommendations over loopback HTTP via boto3 against `python -m local.personalize` (the
+    protocol layer) on a campaign trained from ML-100k imported through moto's S3, against the
+    in-process call on the same saved model, in this run; plus the server's RSS and FULL vs UPDATE
+    training through the protocol."""
     try:
-        median_ms = _http_median_ms()
-        print(f"  GetRecommendations over loopback HTTP (boto3): median {median_ms:.2f} ms  (target < 5 ms)")
-    except Exception as exc:  # the figure is optional; say why it is missing
+        figures = _http_figures()
+    except Exception as exc:  # the figures are optional; say why they are missing
         print(f"  GetRecommendations over loopback HTTP: not measured ({type(exc).__name__}: {exc})")
+        return
+    http, local = figures["http_ms"], figures["inprocess_ms"]
+    print(
+        f"  GetRecommendations over loopback HTTP (boto3, {len(http)} calls): median {np.median(http):.2f} ms, "
+        f"p99 {np.percentile(http, 99):.2f} ms  (target: median < 5 ms)"
+    )
+    print(
+        f"  same model in-process: median {np.median(local):.3f} ms, p99 {np.percentile(local, 99):.3f} ms; "
+        f"HTTP / in-process = {np.median(http) / np.median(local):.1f}× (median)"
+    )
+    put = figures["put_events_ms"]
+    print(
+        f"  PutEvents (1 event, folded in at once): median {np.median(put):.2f} ms, p99 {np.percentile(put, 99):.2f} ms"
+    )
+    print(f"  engine process RSS after serving: {figures['rss_mb']:.0f} MB")
+    print(
+        f"  through the protocol: FULL trainingHours {figures['full_s']:.2f} s, UPDATE {figures['update_s']:.2f} s "
+        f"(UPDATE / FULL = {figures['update_s'] / figures['full_s']:.3f}); create→ACTIVE wall clock "
+        f"FULL {figures['full_wall_s']:.2f} s, UPDATE {figures['update_wall_s']:.2f} s"
+    )
 
 
 def _free_port() -> int:
@@ -240,12 +256,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _http_median_ms() -> float:
+def _rss_mb(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _http_figures() -> dict:
     import boto3
     from moto.server import ThreadedMotoServer
 
     s3_port, engine_port = _free_port(), _free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
     moto.start()
     env = {
         **os.environ,
@@ -269,6 +292,7 @@ def _http_median_ms() -> float:
         s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"], **kw)
         pz = boto3.client("personalize", endpoint_url=url, **kw)
         rt = boto3.client("personalize-runtime", endpoint_url=url, **kw)
+        ev = boto3.client("personalize-events", endpoint_url=url, **kw)
         _wait_until(lambda: pz.list_dataset_groups() is not None, "engine start")
         data = load_movielens()
         s3.create_bucket(Bucket="bench")
@@ -305,18 +329,63 @@ def _http_median_ms() -> float:
             performAutoTraining=False,
         )["solutionArn"]
         _wait_status(lambda: pz.describe_solution(solutionArn=sol)["solution"]["status"])
-        sv = pz.create_solution_version(solutionArn=sol)["solutionVersionArn"]
-        _wait_status(lambda: pz.describe_solution_version(solutionVersionArn=sv)["solutionVersion"]["status"])
+        sv, full_wall = _train_via_protocol(pz, sol, "FULL")
         camp = pz.create_campaign(name="bench", solutionVersionArn=sv, minProvisionedTPS=1)["campaignArn"]
         _wait_status(lambda: pz.describe_campaign(campaignArn=camp)["campaign"]["status"])
+        tracker = pz.create_event_tracker(name="bench", datasetGroupArn=dsg)
         users = data.interactions["USER_ID"].unique().tolist()
+        items = data.interactions["ITEM_ID"].unique().tolist()
         rt.get_recommendations(campaignArn=camp, userId=users[0], numResults=25)  # loads the model
-        times = []
-        for i in range(500):
+        http_ms, put_ms = [], []
+        for i in range(2000):
             start = time.perf_counter()
             rt.get_recommendations(campaignArn=camp, userId=users[i % len(users)], numResults=25)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1000
+            http_ms.append((time.perf_counter() - start) * 1000)
+        for i in range(300):
+            event = {"eventType": "rating", "itemId": items[i % len(items)], "sentAt": time.time()}
+            start = time.perf_counter()
+            ev.put_events(
+                trackingId=tracker["trackingId"], userId=users[i % 50], sessionId="b", eventList=[event]
+            )
+            put_ms.append((time.perf_counter() - start) * 1000)
+        rss = _rss_mb(proc.pid)
+        solution_name, version_id = sv.rsplit("/", 2)[-2:]
+        loaded = load_model(pathlib.Path(tmp) / "models" / solution_name / version_id)
+        local_ms = []
+        for i in range(2000):
+            start = time.perf_counter()
+            get_recommendations(loaded, user_id=users[i % len(users)], num_results=25)
+            local_ms.append((time.perf_counter() - start) * 1000)
+        update, update_wall = _train_via_protocol(pz, sol, "UPDATE")
+        return {
+            "http_ms": np.array(http_ms),
+            "inprocess_ms": np.array(local_ms),
+            "put_events_ms": np.array(put_ms),
+            "rss_mb": rss,
+            "full_s": _training_seconds(pz, sv),
+            "update_s": _training_seconds(pz, update),
+            "full_wall_s": full_wall,
+            "update_wall_s": update_wall,
+        }
+
+
+def _training_seconds(pz, version_arn: str) -> float:
+    return (
+        pz.describe_solution_version(solutionVersionArn=version_arn)["solutionVersion"]["trainingHours"]
+        * 3600
+    )
+
+
+def _train_via_protocol(pz, solution_arn: str, mode: str) -> tuple[str, float]:
+    start = time.perf_counter()
+    arn = pz.create_solution_version(solutionArn=solution_arn, trainingMode=mode)["solutionVersionArn"]
+    while (
+        status := pz.describe_solution_version(solutionVersionArn=arn)["solutionVersion"]["status"]
+    ) != "ACTIVE":
+        if "FAILED" in status:
+            raise RuntimeError(f"{mode} training ended {status}")
+        time.sleep(0.02)
+    return arn, time.perf_counter() - start
 
 
 def _wait_until(check, what, timeout=30.0):

@@ -47,6 +47,12 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
     server_version = "LocalPersonalize/1.0"
 
+    def setup(self):
+        super().setup()
+        # Headers and body leave in separate writes: without TCP_NODELAY, Nagle's algorithm waits for
+        # the client's delayed ACK and every response takes ~40 ms instead of < 1 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def do_POST(self):
         service = "personalize" if self.path.split("?", 1)[0] == "/" else "personalize-runtime"
         try:
