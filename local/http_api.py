@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from local.lambda_runner import LambdaRunner
 
@@ -190,8 +190,11 @@ class HttpApi:
         route, params = found
         if len(body) > MAX_BODY_BYTES:
             return 413, {"content-type": "application/json"}, [], b'{"message":"Request Entity Too Large"}'
+        # An HTTP API hands the function the path and its parameters percent-decoded ("%20" -> " ");
+        # routes match on the encoded path, so "%2F" stays inside one parameter.
+        params = {k: unquote(v) for k, v in params.items()}
         event = build_event(
-            route, params, method, parts.path, parts.query, headers, body, self.api_id, source_ip
+            route, params, method, unquote(parts.path), parts.query, headers, body, self.api_id, source_ip
         )
         ok, result = self.runner.invoke(route.function, event)
         if not ok:  # API Gateway hides the function's error from the client

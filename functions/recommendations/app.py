@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 
@@ -55,11 +56,14 @@ def _id(value, field: str) -> str:
     return value
 
 
-def _num_results(value) -> int:
+def _num_results(value, from_query: bool = False) -> int:
+    """From the query string (text) or the JSON body, where only a JSON integer is one."""
     if value is None:
         return DEFAULT_RESULTS
-    if isinstance(value, str):
+    if from_query:
         try:
+            if not re.fullmatch(r"\s*[+-]?[0-9]{1,9}\s*", value):
+                raise ValueError(value)  # int() would also take "1_0" and other digit forms
             value = int(value)
         except ValueError:
             raise http.bad_request(
@@ -315,7 +319,7 @@ def get_user_recommendations(userId: str):
     q = app.current_event.get_query_string_value
     return recommend(
         _id(userId, "userId"),
-        _num_results(q("num_results")),
+        _num_results(q("num_results"), from_query=True),
         q("filter"),
         _query_json_map("filter_values", 25),
         _query_json_map("context", 150),
@@ -326,7 +330,7 @@ def get_user_recommendations(userId: str):
 @tracer.capture_method
 def get_similar(itemId: str):
     item_id = _id(itemId, "itemId")
-    num_results = _num_results(app.current_event.get_query_string_value("num_results"))
+    num_results = _num_results(app.current_event.get_query_string_value("num_results"), from_query=True)
     experiment = config.load()
     predicted, reason, p_rec_id = _personalize(
         experiment.similar_campaign_arn, itemId=item_id, numResults=num_results

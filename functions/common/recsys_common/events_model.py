@@ -17,6 +17,8 @@ MAX_EVENTS = 100
 MAX_ID = 256
 MAX_PROPERTIES = 1024
 MAX_ABS_VALUE = 1e9
+# DynamoDB numbers stop at 1e-130 and the aggregates store value² (and products): keep them far above
+MIN_ABS_VALUE = 1e-6
 EARLIEST = 946684800.0  # 2000-01-01: anything older is a unit or clock error
 FUTURE_SLACK = 15 * 60  # client clocks run ahead a little, not more
 FIELDS = {
@@ -105,6 +107,9 @@ def _value(value, field: str, problems: list) -> float | None:
         return None
     if abs(value) > MAX_ABS_VALUE:
         problems.append({"field": field, "problem": f"must be within ±{MAX_ABS_VALUE:g}"})
+        return None
+    if value and abs(value) < MIN_ABS_VALUE:
+        problems.append({"field": field, "problem": f"must be 0 or at least {MIN_ABS_VALUE:g} in magnitude"})
         return None
     return float(value)
 

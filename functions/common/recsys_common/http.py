@@ -12,6 +12,7 @@ import re
 from aws_lambda_powertools.event_handler import Response, content_types
 
 MAX_BODY_BYTES = 256 * 1024
+PATH_PARAM_SYMBOLS = "-._~()'!*:@,;=+&$%<>[]{}|^"  # what powertools' route parameters match, besides \w
 
 
 class ApiError(Exception):
@@ -73,6 +74,13 @@ def install(app, routes: list[tuple[str, str]]) -> None:
     def _not_found(_exc):
         method, path = app.current_event.http_method, app.current_event.path
         allowed = sorted({m for m, rx in patterns if rx.match(path)})
+        if method in allowed:  # the resolver's parameter pattern refused a character of the path
+            return error_response(
+                404,
+                "not_found",
+                f"no route for {method} {path}: a path parameter holds a character routes do not accept "
+                f"(allowed: letters, digits, white space and {PATH_PARAM_SYMBOLS})",
+            )
         if allowed:
             resp = error_response(
                 405, "method_not_allowed", f"{method} {path} is not supported; use {', '.join(allowed)}"
