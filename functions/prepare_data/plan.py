@@ -83,9 +83,17 @@ def variants(
     for name, recipe in zip(names, recipes, strict=True):
         if wanted and name not in wanted:
             continue
-        live = existing.get(name, {}).get("solution_version_arn")
-        mode = "UPDATE" if training_mode == "UPDATE" and recipe in UPDATE_RECIPES and live else "FULL"
-        out.append(solution(prefix, name, recipe, mode, campaign=True))
+        entry = solution(prefix, name, recipe, "FULL", campaign=True)
+        # UPDATE extends a FULL version of the same solution; after a recipe change the variant has
+        # a new solution (its name carries the recipe) with no version yet, so it trains FULL.
+        live = existing.get(name, {}).get("solution_version_arn") or ""
+        if (
+            training_mode == "UPDATE"
+            and recipe in UPDATE_RECIPES
+            and f":solution/{entry['solutionName']}/" in live
+        ):
+            entry["trainingMode"] = "UPDATE"
+        out.append(entry)
     return out
 
 

@@ -248,11 +248,16 @@ def test_handler_keeps_live_variants_and_updates_when_possible(aws):
     s3, app = aws
     _upload_sample(s3)
     table = boto3.resource("dynamodb").Table("experiments")
-    app.lambda_handler({"runId": "r1"}, None)
+    first = app.lambda_handler({"runId": "r1"}, None)
+    b = next(v["solutionName"] for v in first["variants"] if v["name"] == "B")
     table.update_item(
         Key={"experiment_id": "recs-ab"},
         UpdateExpression="SET variants.B.solution_version_arn = :s, variants.B.weight = :w, interactions_watermark = :m",
-        ExpressionAttributeValues={":s": "arn:sv", ":w": 80, ":m": NOW - 86400 * 2},
+        ExpressionAttributeValues={
+            ":s": f"arn:aws:personalize:us-east-1:1:solution/{b}/v1",
+            ":w": 80,
+            ":m": NOW - 86400 * 2,
+        },
     )
     out = app.lambda_handler({"runId": "r2", "trainingMode": "UPDATE", "importMode": "INCREMENTAL", "variants": ["B"]}, None)  # fmt: skip
     assert [(v["name"], v["trainingMode"]) for v in out["variants"]] == [("B", "UPDATE")]
@@ -289,12 +294,16 @@ def test_plan_names_and_config_errors():
         plan = _load("plan", FUNC / "plan.py")
     finally:
         sys.path.remove(str(FUNC))
-    record = {"variants": {"A": {"solution_version_arn": "arn:sv"}}}
+    live = "arn:aws:personalize:us-east-1:1:solution/p-dev-A-user-personalization-v2/abc123"
+    record = {"variants": {"A": {"solution_version_arn": live}}}
     out = plan.variants("p-dev", ["A", "B"], ["aws-user-personalization-v2"], record, None, "UPDATE")
     assert [(v["solutionName"], v["trainingMode"]) for v in out] == [
         ("p-dev-A-user-personalization-v2", "UPDATE"),  # has a FULL version: UPDATE is allowed
         ("p-dev-B-user-personalization-v2", "FULL"),
     ]
+    # A's recipe changed: its new solution has no version yet (Personalize would reject UPDATE)
+    out = plan.variants("p-dev", ["A"], ["aws-user-personalization"], record, None, "UPDATE")
+    assert [(v["solutionName"], v["trainingMode"]) for v in out] == [("p-dev-A-user-personalization", "FULL")]
     with pytest.raises(plan.PlanError, match="one per variant"):
         plan.variants("p", ["A", "B", "C"], ["x", "y"], None, None, "FULL")
     with pytest.raises(plan.PlanError, match="shorten ProjectName"):
