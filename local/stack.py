@@ -240,6 +240,12 @@ class LocalStack:
         self.endpoints["AWS_ENDPOINT_URL"] = moto_url  # anything else the CLI asks for: moto
 
     def _start_personalize(self) -> None:
+        external = os.environ.get("LOCAL_STACK_PERSONALIZE_URL")
+        if external:  # an engine run on its own (`python -m local.personalize`): tests stop and restart it
+            for suffix in PERSONALIZE_SERVICES:
+                self.endpoints[f"AWS_ENDPOINT_URL_{suffix}"] = external
+                os.environ[f"AWS_ENDPOINT_URL_{suffix}"] = external
+            return
         try:
             from local.personalize import PersonalizeServer
         except ImportError as exc:
