@@ -125,6 +125,7 @@ def deploy(engine, arn: str) -> None:
             store.update("campaign", arn, status="CREATE FAILED", failureReason=reason)
         return
     if update:
+        previous = campaign["solutionVersionArn"]
         done = {**update, "status": "ACTIVE", "lastUpdatedDateTime": time.time()}
         store.update(
             "campaign",
@@ -134,6 +135,7 @@ def deploy(engine, arn: str) -> None:
             campaignConfig=update["campaignConfig"],
             latestCampaignUpdate=done,
         )
+        _release(engine, previous, arn)
     else:
         store.update("campaign", arn, status="ACTIVE")
 
@@ -158,4 +160,14 @@ def DeleteCampaign(engine, req):
     if campaign["status"] == "DELETE PENDING":
         raise InUse("The campaign is already being deleted.")
     engine.store.schedule_delete("campaign", campaign["campaignArn"], PENDING_SECONDS)
+    _release(engine, campaign["solutionVersionArn"], campaign["campaignArn"])
     return {}
+
+
+def _release(engine, version_arn: str, campaign_arn: str) -> None:
+    """Free a model's memory once no other campaign serves it (or is being updated to it)."""
+    for other in engine.store.all("campaign"):
+        pending = (other.get("latestCampaignUpdate") or {}).get("solutionVersionArn")
+        if other["campaignArn"] != campaign_arn and version_arn in (other["solutionVersionArn"], pending):
+            return
+    engine.models.evict(version_arn)

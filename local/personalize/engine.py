@@ -7,7 +7,7 @@ import os
 import pathlib
 
 # Importing the families registers their operations.
-from local.personalize import campaigns, datasets, events, recipes, runtime, solutions  # noqa: F401
+from local.personalize import campaigns, datasets, events, recipes, runtime, solutions, tags  # noqa: F401
 from local.personalize.data import DataFiles
 from local.personalize.errors import UnknownOperation
 from local.personalize.jobs import Jobs
@@ -42,7 +42,15 @@ class Engine:
         handler = OPERATIONS.get((service, operation))
         if handler is None:
             raise UnknownOperation(f"{service} has no operation {operation!r} in the local engine.")
-        return handler(self, validate_input(service, operation, body))
+        request = validate_input(service, operation, body)
+        if len(request.get("tags") or []) > tags.MAX_TAGS:
+            raise tags.TooManyTags(f"A resource has at most {tags.MAX_TAGS} tags.")
+        response = handler(self, request)
+        if operation.startswith("Create") and request.get("tags"):
+            # Every Create* takes tags and answers with the new resource's ARN (and maybe a trackingId).
+            arn = next(v for k, v in response.items() if k.endswith("Arn"))
+            tags.apply(self, arn, request["tags"])
+        return response
 
     def close(self) -> None:
         self.store.close()

@@ -12,7 +12,11 @@ import urllib.request
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from local.personalize.engine import OPERATIONS
+from local.personalize.protocol import rest_routes, service_model
 from local.personalize.training import RECIPES
 from tests.integration.test_personalize_harness import CONFIG, Engine, interactions_csv, items_csv
 
@@ -267,3 +271,133 @@ def test_restart_in_the_middle_of_a_training_resumes_it_and_keeps_folded_events(
         assert len(items) == 25 and "i0001" not in {i["itemId"] for i in items}
     finally:
         second.stop()
+
+
+def test_tags_on_create_and_tag_untag_list(engine, group):
+    p = engine.personalize
+    arn = p.create_filter(
+        name="proto-tagged",
+        datasetGroupArn=group["group"],
+        filterExpression='INCLUDE ItemID WHERE Items.CATEGORY IN ("books")',
+        tags=[{"tagKey": "team", "tagValue": "recs"}],
+    )["filterArn"]
+    p.tag_resource(resourceArn=arn, tags=[{"tagKey": "env", "tagValue": "dev"}])
+    p.untag_resource(resourceArn=arn, tagKeys=["team"])
+    assert p.list_tags_for_resource(resourceArn=arn)["tags"] == [{"tagKey": "env", "tagValue": "dev"}]
+    with pytest.raises(p.exceptions.ResourceNotFoundException):
+        p.list_tags_for_resource(resourceArn=arn.replace("proto-tagged", "nothing"))
+
+
+# --- fuzzing: no request, however wrong, gets a 500 or a dropped connection --------------------------------
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+OPERATIONS_UNDER_TEST = sorted(OPERATIONS)
+
+
+def _from_shape(shape, pool, corrupt: bool, depth=0, name=""):
+    """Well-typed values (so requests reach the handlers) or, with `corrupt`, wrong ones mixed in."""
+    kind = shape.type_name
+    wrong = (JSON if depth < 3 else st.none()) if corrupt else st.nothing()
+    if kind == "structure":
+        sub = {m: _from_shape(shape.members[m], pool, corrupt, depth + 1, m) for m in shape.members}
+        required = {m: sub[m] for m in shape.required_members}
+        optional = {m: v for m, v in sub.items() if m not in required}
+        valid = st.fixed_dictionaries(required, optional=optional)
+        if not corrupt:
+            return valid
+        anything = st.fixed_dictionaries({}, optional=sub)
+        nulls = st.dictionaries(st.sampled_from(sorted(sub)), st.none(), max_size=1) if sub else st.just({})
+        return st.one_of(valid, anything, st.builds(lambda a, b: {**a, **b}, valid, nulls))
+    if kind == "list":
+        return st.lists(_from_shape(shape.member, pool, corrupt, depth + 1, name), max_size=4) | wrong
+    if kind == "map":
+        keys = st.sampled_from(
+            ["ITEMS", "CATEGORY", "C", "explorationWeight", "explorationItemAgeCutOff", "x"]
+        )
+        return st.dictionaries(keys, _from_shape(shape.value, pool, corrupt, depth + 1), max_size=2) | wrong
+    if kind == "string":
+        arns = [v for v in pool if v.startswith("arn:")]
+        if name.endswith("Arn") or name == "resourceArn":
+            return st.sampled_from([*arns, arns[0] + "-missing"]) | wrong
+        if name in ("name", "jobName"):
+            return st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True) | st.sampled_from(
+                ["proto", "proto-fuzz"]
+            )
+        return st.sampled_from(pool) | st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True) | wrong
+    if kind in ("integer", "long"):
+        return st.integers(-3, 600) | wrong
+    if kind in ("float", "double"):
+        return st.floats(-10, 1e6, allow_nan=False) | wrong
+    if kind == "boolean":
+        return st.booleans() | wrong
+    if kind == "timestamp":
+        return st.integers(0, 2_000_000_000) | st.sampled_from(["2026-11-20T10:00:00Z", "nope"]) | wrong
+    return wrong
+
+
+def test_fuzzed_requests_never_get_a_500(engine, group):
+    """Last in this module: it may delete or change anything the earlier tests made."""
+    p = engine.personalize
+    solution = engine.solution("proto-fuzz", group["group"], "aws-user-personalization")
+    version = engine.train(solution)["solutionVersionArn"]
+    campaign = engine.campaign("proto-fuzz", version)["campaignArn"]
+    if not p.list_event_trackers(datasetGroupArn=group["group"])["eventTrackers"]:
+        p.create_event_tracker(name="proto-tracker", datasetGroupArn=group["group"])
+    trackers = p.list_event_trackers(datasetGroupArn=group["group"])["eventTrackers"]
+    tracker = p.describe_event_tracker(eventTrackerArn=trackers[0]["eventTrackerArn"])["eventTracker"]
+    pool = [
+        *group.values(),
+        solution,
+        version,
+        campaign,
+        tracker["eventTrackerArn"],
+        tracker["trackingId"],
+        "s3://engine-test-data/proto/i.csv",
+        "s3://no-bucket/x.csv",
+        "FULL",
+        "UPDATE",
+        "INCREMENTAL",
+        "INTERACTIONS",
+        "ITEMS",
+        "arn:aws:personalize:::recipe/aws-user-personalization",
+        "arn:aws:personalize:::recipe/aws-sims",
+        "EXCLUDE ItemID WHERE Items.CATEGORY IN ($C)",
+        "u0001",
+        "i0001",
+        (SCHEMA_TEXT := '{"type": "record", "name": "U", "fields": [{"name": "USER_ID", "type": "string"}]}'),
+        '{"category": "books"}',
+        "{}",
+    ]
+    assert SCHEMA_TEXT in pool
+    url = engine.server.url
+    strategies = {
+        (key, corrupt): _from_shape(service_model(key[0]).operation_model(key[1]).input_shape, pool, corrupt)
+        for key in OPERATIONS_UNDER_TEST
+        for corrupt in (False, True)
+    }
+
+    @settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def check(data):
+        service, operation = data.draw(st.sampled_from(OPERATIONS_UNDER_TEST))
+        corrupt = data.draw(st.booleans())
+        body = json.dumps(data.draw(strategies[((service, operation), corrupt)])).encode()
+        if service == "personalize":
+            status, headers, payload = raw(url, "/", body, f"AmazonPersonalize.{operation}")
+            code = payload.get("__type")
+        else:
+            path = next(p for p, op in rest_routes(service).items() if op == operation)
+            status, headers, payload = raw(url, path, body)
+            code = headers.get("x-amzn-ErrorType")
+        assert status < 500, (operation, body, payload)
+        if status >= 400:
+            assert code and payload.get("message"), (operation, body, payload)
+
+    check()
