@@ -9,6 +9,16 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 _FAILURE_EVENTS = ("Failed", "TimedOut", "Aborted")
+# Lines are printed for the states that do work (Task, Map, Parallel). Pass/Choice/Wait states
+# and the Describe step of a Wait + Describe + Choice loop are bookkeeping: a poll loop shows as
+# the time between the call that started the work and the next line.
+_SHOWN_TYPES = ("Task", "Map", "Parallel")
+_POLL_SUFFIX = ": describe"
+
+
+def shown(event_type: str, state: str) -> bool:
+    """Whether a finished state gets its own progress line."""
+    return event_type.startswith(_SHOWN_TYPES) and not state.endswith(_POLL_SUFFIX)
 
 
 @dataclass
@@ -38,7 +48,7 @@ def readable_cause(cause: str | None) -> str | None:
 
 
 class ProgressPrinter:
-    """Turns history events into one line per finished state, with elapsed times."""
+    """Turns history events into one line per finished working state, with elapsed times."""
 
     def __init__(self, out: TextIO = sys.stdout):
         self.out = out
@@ -63,7 +73,8 @@ class ProgressPrinter:
             opened = self.open_by_name.get(name) or []
             began = self.entered.pop((name, opened.pop()), when) if opened else when
             self.outcome.states.append((name, when - began))
-            self._line(f"[{elapsed:6.1f}s] ✓ {name} ({when - began:.1f}s)")
+            if shown(kind, name):
+                self._line(f"[{elapsed:6.1f}s] ✓ {name} ({when - began:.1f}s)")
         elif kind.endswith(_FAILURE_EVENTS) and not kind.startswith("Execution"):
             details = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
             open_states = [n for n, ids in self.open_by_name.items() if ids]
