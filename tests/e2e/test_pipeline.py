@@ -217,6 +217,21 @@ def test_bad_raw_data_fails_in_seconds_with_what_to_fix(stack, notes):
     assert cause in sent[0]["message"] and "keep serving" in sent[0]["message"]
 
 
+def test_too_few_interactions_after_cleaning_fail_before_any_import(stack, notes):
+    rows = (SAMPLE / "interactions.csv").read_text().splitlines()
+    s3, bucket = stack.client("s3"), stack.outputs["DataBucketName"]
+    s3.put_object(Bucket=bucket, Key="raw/interactions.csv", Body="\n".join(rows[:900]).encode())
+    described = run(stack, {"trainingMode": "FULL"}, expect="FAILED")
+    assert described["error"] == "Pipeline.PrepareDataFailed"
+    assert "valid interactions; Personalize needs at least 1000. Add more interactions" in described["cause"]
+    assert "/data-report.json" in described["cause"]  # where the rejected rows are listed
+    report_key = described["cause"].rsplit(f"s3://{bucket}/", 1)[1].split()[0]
+    report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
+    assert report["error"] in described["cause"] and report["interactions"]
+    assert not lock_held(stack)
+    assert [n["subject"] for n in notes.drain()] == ["Training failed"]
+
+
 SEEN: dict = {}  # what earlier scenarios left behind, for the later ones
 
 
