@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import threading
 import time
 import traceback
@@ -221,6 +222,12 @@ class HttpApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # headers and body go out in two writes: without this, Nagle holds the body until
+                # the client's delayed ACK (~40 ms on every response)
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def log_message(self, *args: Any) -> None:
                 pass

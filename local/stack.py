@@ -34,6 +34,7 @@ from botocore.config import Config
 from local import moto_dynamodb
 from local import provision as prov
 from local import template as tmpl
+from local.engine_process import EngineProcess, EngineStartError
 from local.lambda_runner import LambdaRunner, function_specs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,20 @@ LOCAL_PARAMETERS = {
 
 
 STACK_NAME = "personalize-ab-local"
+
+
+def _no_nagle(handler_class: type) -> None:
+    """TCP_NODELAY on every connection a socketserver handler class accepts (idempotent)."""
+    if getattr(handler_class, "_no_nagle", False):
+        return
+    setup = handler_class.setup
+
+    def setup_no_nagle(self) -> None:
+        setup(self)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    handler_class.setup = setup_no_nagle
+    handler_class._no_nagle = True
 
 
 def load_template(
@@ -219,6 +234,7 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto import mock_aws
         from moto.server import ThreadedMotoServer
+        from werkzeug.serving import WSGIRequestHandler
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         # moto's ASL engine logs each failing state with its internals; progress.py reports causes.
@@ -232,6 +248,7 @@ class LocalStack:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         port = _pick_port(self.host, self.port + 1 if self.port else 0)
+        _no_nagle(WSGIRequestHandler)  # large answers (the experiment record) waited ~40 ms for an ACK
         self._moto = ThreadedMotoServer(ip_address=self.host, port=port, verbose=False)
         self._moto.start()
         os.environ["MOTO_PORT"] = str(port)  # where moto's own clients go if its stubber is off
@@ -246,17 +263,19 @@ class LocalStack:
                 self.endpoints[f"AWS_ENDPOINT_URL_{suffix}"] = external
                 os.environ[f"AWS_ENDPOINT_URL_{suffix}"] = external
             return
-        try:
-            from local.personalize import PersonalizeServer
-        except ImportError as exc:
-            print(
-                f"  ! local Personalize engine not available ({exc}); Personalize calls will fail",
-                file=self.out,
-            )
-            return
         port = _pick_port(self.host, self.port + 2 if self.port else 0)
-        self._personalize = PersonalizeServer(str(self.state_dir / "personalize"), self.host, port)
-        self._personalize.start()
+        moto_url = self.endpoints["AWS_ENDPOINT_URL_S3"]  # imports read the bucket through moto's server
+        self._personalize = EngineProcess(
+            self.state_dir / "personalize",
+            self.host,
+            port,
+            {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL_S3": moto_url, "AWS_ENDPOINT_URL_STS": moto_url},
+            self.state_dir / "logs" / "personalize.log",
+        )
+        try:
+            self._personalize.start()
+        except EngineStartError as exc:
+            raise StackError(str(exc)) from None
         for suffix in PERSONALIZE_SERVICES:
             self.endpoints[f"AWS_ENDPOINT_URL_{suffix}"] = self._personalize.url
             os.environ[f"AWS_ENDPOINT_URL_{suffix}"] = self._personalize.url  # for moto's SFN engine
