@@ -113,15 +113,17 @@ def _print_ready(stack, trained: bool) -> None:
         print(f"  {key}={value}")
     experiment = stack.template.parameters.get("ExperimentId", "recs-ab")
     print(f"\nAPI: {url}   (set -a; . {stack.state_dir / 'endpoints.env'}; set +a  to use boto3 / aws CLI)")
+    user, item = _example_ids(stack)
     print("Try:")
     print(f"  curl -s {url}/health")
     print(
         f"  curl -s -X POST {url}/recommendations -H 'content-type: application/json' "
-        """-d '{"user_id": "1", "num_results": 5}'"""
+        f"""-d '{{"user_id": "{user}", "num_results": 5}}'"""
     )
+    print(f"  curl -s {url}/items/{item}/similar")
     print(
         f"  curl -s -X POST {url}/events -H 'content-type: application/json' "
-        """-d '{"user_id": "1", "item_id": "50", "event_type": "click"}'"""
+        f"""-d '{{"user_id": "{user}", "item_id": "{item}", "event_type": "click"}}'"""
     )
     print(f"  curl -s {url}/experiments/{experiment}            # variants, weights, live campaigns")
     print(f"  curl -s {url}/experiments/{experiment}/results    # the A/B test's results")
@@ -131,6 +133,19 @@ def _print_ready(stack, trained: bool) -> None:
     if not trained:
         print("(no training ran: upload raw/ data to the bucket and start the state machine to train)")
     print("Ctrl-C stops the stack; state is kept in", stack.state_dir, flush=True)
+
+
+def _example_ids(stack) -> tuple[str, str]:
+    """A real user and item from the loaded tables, so the printed curl commands show real data."""
+    outputs, dynamodb = stack.outputs(), stack.client("dynamodb")
+    found = []
+    for table, key, default in (("UsersTableName", "user_id", "1"), ("ItemsTableName", "item_id", "50")):
+        try:
+            rows = dynamodb.scan(TableName=outputs[table], Limit=1, ProjectionExpression=key)["Items"]
+        except Exception:  # an example is not worth failing the start over
+            rows = []
+        found.append(rows[0][key]["S"] if rows else default)
+    return found[0], found[1]
 
 
 def _run_simulator(stack) -> None:
