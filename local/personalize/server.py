@@ -62,6 +62,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, service, result)
         except ApiError as exc:
             self._error(service, exc.code, exc.message)
+        except (BrokenPipeError, ConnectionResetError):
+            # The caller gave up (serving Lambdas have a time budget): nothing to answer.
+            self.close_connection = True
         except Exception as exc:  # a bug: say so, keep the connection usable
             log.exception("unhandled error")
             self._error(service, "InternalServerError", f"Internal error in the local engine: {exc}", 500)
