@@ -1,6 +1,6 @@
 """Make moto's DynamoDB behave like DynamoDB under concurrency (worth offering upstream).
 
-Two gaps matter to the serving path, which writes from many threads at once:
+Three gaps matter to the serving path, which writes from many threads at once:
 - moto's handlers are not thread-safe: concurrent ADDs on one item can lose updates and a scan
   can race a put. DynamoDB serialises writes per item; one lock around every DynamoDB request is
   a conservative emulation of that.
@@ -8,15 +8,23 @@ Two gaps matter to the serving path, which writes from many threads at once:
   size) per transaction: ~170 ms at 5000 items) and restores the whole table on failure, which
   also undoes other writers' work. Here conditions are checked first (DynamoDB's semantics:
   all or nothing) and only the touched items are backed up.
+- moto ignores TransactWriteItems' ClientRequestToken. DynamoDB makes the call idempotent for
+  10 minutes: a repeat of a call that succeeded returns success without applying it again, the
+  same token with other items is an IdempotentParameterMismatchException.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import threading
+import time
 from typing import Any
 
 LOCK = threading.RLock()
+TOKEN_SECONDS = 600
+_tokens: dict[str, tuple[str, float]] = {}  # ClientRequestToken -> (items fingerprint, when)
 _installed = False
 
 
@@ -35,8 +43,40 @@ def install() -> None:
             return original_call(self)
 
     DynamoHandler.call_action = call_action
+    DynamoHandler.transact_write_items = _idempotent(DynamoHandler.transact_write_items)
     DynamoDBBackend.transact_write_items = transact_write_items
     _installed = True
+
+
+def _idempotent(handler):
+    def transact_write_items(self: Any) -> Any:
+        from moto.core.responses import ActionResult
+        from moto.dynamodb.exceptions import DynamodbException
+
+        token = self.body.get("ClientRequestToken")
+        if not token:
+            return handler(self)
+        fingerprint = hashlib.sha256(
+            json.dumps(self.body["TransactItems"], sort_keys=True).encode()
+        ).hexdigest()
+        with LOCK:
+            now = time.time()
+            seen = _tokens.get(token)
+            if seen and now - seen[1] < TOKEN_SECONDS:
+                if seen[0] != fingerprint:
+                    raise DynamodbException(
+                        "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                        "The request uses the same client token as a previous, but non-identical request.",
+                    )
+                return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
+            result = handler(self)  # raises when cancelled: only a success makes the token used
+            if len(_tokens) > 10_000:  # botocore sends a token with every call: forget expired ones
+                for old in [t for t, (_, when) in _tokens.items() if now - when >= TOKEN_SECONDS]:
+                    del _tokens[old]
+            _tokens[token] = (fingerprint, now)
+            return result
+
+    return transact_write_items
 
 
 def _key_of(backend: Any, op_type: str, op: dict) -> dict:

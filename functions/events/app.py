@@ -10,6 +10,8 @@ cleared once PutEvents accepted them; what stays pending is re-sent by event_rep
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import time
@@ -112,26 +114,33 @@ def _ops(experiment, a, events, bot, now, received_at, metric_names) -> list[dic
     return ops
 
 
+def _token(ops: list[dict]) -> str:
+    """ClientRequestToken from the request's content: resending the same transaction after a lost
+    answer (timeout, 5xx) makes DynamoDB report the first commit instead of applying it again or
+    cancelling on our own events; a re-read state gives other content, hence a new token."""
+    return hashlib.sha256(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:36]
+
+
 def _store_user(experiment, user_id: str, events: list[dict], bot: bool, now: float, received_at: str):
     """(stored events, duplicate ids) for one user's events, exactly once."""
     metric_names = aggregates.metric_names(config.event_types())
-    pending, duplicates = list(events), []
+    pending, duplicates, ops = list(events), [], None
     for attempt in range(ATTEMPTS):
-        if not pending:
-            return [], duplicates
-        a = assignments_store.resolve(experiment, user_id, bot, consistent=True)
+        if ops is None:  # (re)build from a fresh read; kept as is when only the answer was lost
+            if not pending:
+                return [], duplicates
+            a = assignments_store.resolve(experiment, user_id, bot, consistent=True)
+            ops = _ops(experiment, a, pending, bot, now, received_at, metric_names)
         try:
-            ddb.client().transact_write_items(
-                TransactItems=_ops(experiment, a, pending, bot, now, received_at, metric_names)
-            )
+            ddb.client().transact_write_items(TransactItems=ops, ClientRequestToken=_token(ops))
             return pending, duplicates
         except ClientError as exc:
             code = exc.response["Error"]["Code"]
-            if code == "TransactionCanceledException":
+            if code in ("TransactionCanceledException", "IdempotentParameterMismatchException"):
                 reasons = ddb.cancellation_codes(exc)
                 dup = {i for i, c in enumerate(reasons[: len(pending)]) if c == "ConditionalCheckFailed"}
                 duplicates += [pending[i]["event_id"] for i in sorted(dup)]
-                pending = [e for i, e in enumerate(pending) if i not in dup]
+                pending, ops = [e for i, e in enumerate(pending) if i not in dup], None
                 if dup and not any(c not in ("None", "ConditionalCheckFailed") for c in reasons):
                     continue  # only duplicates: retry at once without them
             elif code not in ("ThrottlingException", "ProvisionedThroughputExceededException",

@@ -284,3 +284,32 @@ def test_a_concurrent_change_to_any_metric_of_the_user_is_not_lost(serving, monk
     per_user = {"x": {"click": 1, "purchase": 1, "value": 5}}
     v = rec["variant"]
     assert _counters(serving, v) == _expected(per_user, {v: ["x"]})[v]
+
+
+def test_a_commit_whose_answer_is_lost_is_not_reported_as_duplicates(serving, monkeypatch):
+    """DynamoDB commits, the answer never arrives (read timeout after botocore's own retries): the
+    handler resends the same transaction with the same ClientRequestToken, which DynamoDB answers
+    with the first commit's success; the events count as accepted, once."""
+    from botocore.exceptions import ReadTimeoutError
+    from recsys_common import ddb
+
+    rec = _expose(serving, "lost")
+    client, lost = ddb.client(), []
+    transact = client.transact_write_items
+
+    def commit_then_lose_the_answer(**kwargs):
+        result = transact(**kwargs)
+        if not lost:
+            lost.append(kwargs.get("ClientRequestToken"))
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+        return result
+
+    monkeypatch.setattr(client, "transact_write_items", commit_then_lose_the_answer)
+    events = [
+        {"user_id": "lost", "item_id": str(i), "event_type": "click", "event_id": f"l{i}"} for i in range(3)
+    ]
+    status, _, body = serving.request("POST", "/events", {"events": events})
+    assert status == 200 and lost
+    assert (body["accepted"], body["duplicates"]) == (3, 0), body
+    v = rec["variant"]
+    assert _counters(serving, v) == _expected({"lost": {"click": 3}}, {v: ["lost"]})[v]

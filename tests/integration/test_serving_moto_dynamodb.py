@@ -72,3 +72,15 @@ def test_concurrent_transactions_lose_no_updates(ddb):
         list(pool.map(work, range(800)))
     assert ddb.get_item(TableName="t", Key={"k": {"S": "hot"}})["Item"]["n"] == {"N": "800"}
     assert ddb.scan(TableName="t", Select="COUNT")["Count"] == 801
+
+
+def test_a_repeated_client_request_token_is_idempotent(ddb):
+    """DynamoDB: a repeat of a successful call with the same token succeeds without applying again;
+    the same token with other items is refused."""
+    ddb.transact_write_items(TransactItems=[_add("once")], ClientRequestToken="tok-1")
+    ddb.transact_write_items(TransactItems=[_add("once")], ClientRequestToken="tok-1")
+    assert ddb.get_item(TableName="t", Key={"k": {"S": "once"}})["Item"]["n"] == {"N": "1"}
+    with pytest.raises(ddb.exceptions.IdempotentParameterMismatchException):
+        ddb.transact_write_items(TransactItems=[_add("other")], ClientRequestToken="tok-1")
+    ddb.transact_write_items(TransactItems=[_add("once")], ClientRequestToken="tok-2")  # a new call
+    assert ddb.get_item(TableName="t", Key={"k": {"S": "once"}})["Item"]["n"] == {"N": "2"}
