@@ -351,6 +351,11 @@ def test_rollback_goes_back_to_the_previous_version_in_one_step(stack, notes):
     assert b["rolled_back_from"] == history_before[-1]["solution_version_arn"]
     assert b["history"] == history_before[:-1]
     assert [n["subject"] for n in notes.drain()] == ["Rollback done"]
+    described = run(stack, {"rollback": {"variant": "Z"}}, expect="FAILED")
+    assert described["error"] == "Pipeline.RollbackFailed"
+    assert described["cause"].startswith('Step "Rollback" failed with RollbackError: rollback: variant \'Z\' does not exist')  # fmt: skip
+    assert experiment(stack)["variants"]["B"] == b and not lock_held(stack)
+    assert [n["subject"] for n in notes.drain()] == ["Training failed"]
 
 
 @needs_engine
