@@ -422,3 +422,31 @@ def test_a_recipe_the_engine_rejects_fails_the_variant_with_the_real_cause(tmp_p
         assert "campaign_arn" not in record["variants"]["B"]
     finally:
         bad.stop()
+
+
+@needs_engine
+def test_an_import_personalize_rejects_fails_with_the_column_to_fix(tmp_path_factory):
+    """Own stack: an items schema under the pipeline's name already exists with fewer fields (left
+    by an older release, or made by hand); the pipeline reuses it and Personalize's import rejects
+    the columns it lacks."""
+    other = start_stack(tmp_path_factory.mktemp("pipeline-bad-import") / "state")
+    try:
+        narrow = {
+            "type": "record",
+            "name": "Items",
+            "namespace": "com.amazonaws.personalize.schema",
+            "fields": [{"name": "ITEM_ID", "type": "string"}, {"name": "CREATION_TIMESTAMP", "type": "long"}],
+            "version": "1.0",
+        }
+        other.client("personalize").create_schema(name="personalize-ab-dev-items", schema=json.dumps(narrow))
+        other.upload_raw()
+        described = run(other, {"trainingMode": "FULL"}, expect="FAILED")
+        assert described["error"] == "Pipeline.DatasetsAndImportsFailed"
+        cause = described["cause"]
+        assert "dataset items: Pipeline.ImportFailed: Import of items" in cause
+        assert "['CATEGORY', 'GENRES', 'PRICE'] are not in the dataset's schema" in cause
+        names = entered(history(other, described["executionArn"]))
+        assert "Variants" not in names and "Baseline and similar items" not in names  # nothing trained
+        assert not lock_held(other)
+    finally:
+        other.stop()
