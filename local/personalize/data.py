@@ -20,6 +20,7 @@ import pandas as pd
 from local.personalize.training import TrainingData
 
 KEYS = {"INTERACTIONS": None, "ITEMS": "ITEM_ID", "USERS": "USER_ID"}
+JOB_COLUMN = "_JOB"
 
 
 class DataFiles:
@@ -34,11 +35,17 @@ class DataFiles:
         return path
 
     # --- bulk imports ----------------------------------------------------------------------------
-    def import_bulk(self, group: str, dataset_type: str, frame: pd.DataFrame, mode: str) -> int:
+    def import_bulk(self, group: str, dataset_type: str, frame: pd.DataFrame, mode: str, job: str) -> int:
+        """Every row remembers the job that imported it (column _JOB), so a job resumed after a crash
+        replaces its own rows instead of appending them twice; the file is replaced atomically."""
         path = self.folder(group) / f"{dataset_type}.csv"
+        frame = frame.assign(**{JOB_COLUMN: job})
         with self.lock:
             if mode == "INCREMENTAL" and path.exists():
-                frame = pd.concat([_read_csv(path), frame], ignore_index=True)
+                kept = _read_csv(path)
+                if JOB_COLUMN in kept:
+                    kept = kept[kept[JOB_COLUMN] != job]
+                frame = pd.concat([kept, frame], ignore_index=True)
             tmp = path.with_suffix(".tmp")
             frame.to_csv(tmp, index=False)
             os.replace(tmp, path)
@@ -103,7 +110,7 @@ class DataFiles:
             parts.append(pd.DataFrame(records).astype(str).replace({"None": "", "nan": ""}))
         if not parts:
             return None
-        frame = pd.concat(parts, ignore_index=True).fillna("")
+        frame = pd.concat(parts, ignore_index=True).fillna("").drop(columns=JOB_COLUMN, errors="ignore")
         key = KEYS[dataset_type]
         return frame.drop_duplicates(key, keep="last").reset_index(drop=True) if key else frame
 

@@ -221,7 +221,7 @@ def run_import(engine, arn: str) -> None:
         dataset = store.get("dataset", job["datasetArn"])
         fields = importer.parse_schema(store.get("schema", dataset["schemaArn"])["schema"])
         frame = importer.load(job["dataSource"]["dataLocation"], fields)
-        engine.data.import_bulk(dataset["_group"], dataset["datasetType"], frame, job["importMode"])
+        engine.data.import_bulk(dataset["_group"], dataset["datasetType"], frame, job["importMode"], arn)
     except importer.ImportFailed as exc:
         store.update("dataset-import-job", arn, status="CREATE FAILED", failureReason=str(exc))
         return
