@@ -183,7 +183,7 @@ def run_training(engine, arn: str) -> None:
             raise
         store.update("solution-version", arn, status="CREATE FAILED", failureReason=f"Training failed: {exc}")
         return
-    metrics, events_seen = trained
+    metrics, events_seen, tuned = trained
     if store.get("solution-version", arn)["status"] == "CREATE STOPPING":
         shutil.rmtree(engine.model_dir(arn), ignore_errors=True)
         store.update("solution-version", arn, status="CREATE STOPPED")
@@ -194,12 +194,13 @@ def run_training(engine, arn: str) -> None:
         arn,
         status="ACTIVE",
         trainingHours=hours,
+        tunedHPOParams={"algorithmHyperParameters": tuned},
         _metrics=metrics,
         _events_seen=events_seen,
     )
 
 
-def _train(engine, version: dict) -> tuple[dict, int]:
+def _train(engine, version: dict) -> tuple[dict, int, dict]:
     recipe = recipe_name(version["recipeArn"])
     config = dict(version.get("solutionConfig") or {})
     if version.get("eventType"):
@@ -217,7 +218,9 @@ def _train(engine, version: dict) -> tuple[dict, int]:
     model.save(staging)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
-    return {k: float(v) for k, v in metrics.items()}, events_seen
+    # The ridge strength chosen on the hold-out (user-personalization), reported like HPO's result.
+    tuned = {"lambda": f"{model.lam:g}"} if getattr(model, "lam", 0) else {}
+    return {k: float(v) for k, v in metrics.items()}, events_seen, tuned
 
 
 def _latest_active(engine, solution_arn: str, before: float) -> dict | None:
