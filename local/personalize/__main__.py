@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from local.personalize.engine import DataDirInUse
 from local.personalize.server import PersonalizeServer
 
 
@@ -21,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     server = PersonalizeServer(args.data_dir, args.host, args.port)
     try:
         server.start()
+    except DataDirInUse as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2

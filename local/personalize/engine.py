@@ -3,6 +3,7 @@ checked request to its operation. Independent of HTTP (server.py is the wire).""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pathlib
 
@@ -22,6 +23,7 @@ class Engine:
     def __init__(self, data_dir: str | os.PathLike):
         self.root = pathlib.Path(data_dir)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock(self.root)
         self.region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.account = os.environ.get("LOCAL_PERSONALIZE_ACCOUNT_ID", DEFAULT_ACCOUNT)
         self.store = Store(self.root)
@@ -56,6 +58,7 @@ class Engine:
         self.store.close()
         self.jobs.stop()
         self.training.stop()
+        self._lock_file.close()  # releases the data dir for the next engine
 
     def _resume(self) -> None:
         """Work that was pending or running when the previous process stopped starts again."""
@@ -69,3 +72,19 @@ class Engine:
             updating = (campaign.get("latestCampaignUpdate") or {}).get("status") in campaigns.UPDATING
             if campaign["status"] in datasets.RUNNING or updating:
                 self.jobs.submit(campaigns.deploy, self, campaign["_arn"])
+
+
+class DataDirInUse(RuntimeError):
+    """Another running engine owns the data dir (two writers would corrupt it)."""
+
+
+def _lock(root: pathlib.Path):
+    handle = (root / ".lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DataDirInUse(
+            f"Another local Personalize engine is using {root}; stop it or choose another --data-dir."
+        ) from None
+    return handle

@@ -162,9 +162,13 @@ class PersonalizeServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> PersonalizeServer:
-        self.engine = Engine(self.data_dir)
-        self._httpd = _Server((self.host, self.port), Handler)
-        self._httpd.engine = self.engine
+        httpd = _Server((self.host, self.port), Handler)  # bind first: a busy port leaves nothing running
+        try:
+            self.engine = Engine(self.data_dir)
+        except BaseException:
+            httpd.server_close()
+            raise
+        self._httpd, httpd.engine = httpd, self.engine
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="personalize-http", daemon=True

@@ -66,6 +66,15 @@ def test_killed_mid_training_restarts_finishes_and_serves_then_stops_on_ctrl_c(s
 
     second = Process(data_dir).start()
     try:
+        third = subprocess.run(
+            [sys.executable, "-m", "local.personalize", "--port", "0", "--data-dir", str(data_dir)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert third.returncode == 2 and "Another local Personalize engine is using" in third.stderr
         driver.personalize = second.client("personalize")
         done = driver.wait("describe_solution_version", "solutionVersionArn", version)
         assert done["status"] == "ACTIVE", done.get("failureReason")
