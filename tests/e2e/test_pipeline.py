@@ -321,6 +321,34 @@ def test_update_run_trains_incrementally_where_personalize_allows_it(stack, note
 
 
 @needs_engine
+def test_incremental_import_sends_only_the_interactions_newer_than_the_last_import(stack, notes):
+    import time
+
+    watermark = int(experiment(stack)["interactions_watermark"])
+    now = int(time.time())
+    fresh = [f"u{u:04d},i{u * 7 % 400:04d},{now - 60 + u},click," for u in range(40)]
+    s3, bucket = stack.client("s3"), stack.outputs["DataBucketName"]
+    text = (SAMPLE / "interactions.csv").read_text().rstrip("\n") + "\n" + "\n".join(fresh) + "\n"
+    s3.put_object(Bucket=bucket, Key="raw/interactions.csv", Body=text.encode())
+    try:
+        payload = {"trainingMode": "UPDATE", "importMode": "INCREMENTAL", "variants": ["A"], "qualityGate": {"margin": 1}}  # fmt: skip
+        described = run(stack, payload)
+    finally:
+        stack.upload_raw()
+    p, summary = stack.client("personalize"), json.loads(described["output"])
+    job_arn = next(i["importJobArn"] for i in summary["imports"] if i["kind"] == "interactions")
+    job = p.describe_dataset_import_job(datasetImportJobArn=job_arn)["datasetImportJob"]
+    assert (job["status"], job["importMode"]) == ("ACTIVE", "INCREMENTAL")
+    key = job["dataSource"]["dataLocation"].split(f"s3://{bucket}/", 1)[1]
+    sent = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode().splitlines()
+    assert len(sent) == 1 + len(fresh)  # header + only the new interactions
+    assert watermark < int(experiment(stack)["interactions_watermark"]) == now - 60 + len(fresh) - 1
+    a = live_versions(stack)["A"]
+    assert p.describe_solution_version(solutionVersionArn=a)["solutionVersion"]["trainingMode"] == "UPDATE"
+    notes.drain()
+
+
+@needs_engine
 def test_quality_gate_rejection_is_recorded_announced_and_not_deployed(stack, notes):
     old, old_record = live_versions(stack), experiment(stack)
     # margin -1: a version must beat the live one by a whole point, which no version can
