@@ -17,6 +17,7 @@ from local.personalize.protocol import validate_input
 from local.personalize.store import Store
 
 DEFAULT_ACCOUNT = "123456789012"
+READ_ONLY = ("Describe", "List", "Get")
 
 
 class Engine:
@@ -47,7 +48,11 @@ class Engine:
         request = validate_input(service, operation, body)
         if len(request.get("tags") or []) > tags.MAX_TAGS:
             raise tags.TooManyTags(f"A resource has at most {tags.MAX_TAGS} tags.")
-        response = handler(self, request)
+        if service == "personalize" and not operation.startswith(READ_ONLY):
+            with self.store.lock:  # check-then-create (limits, one training per solution) is atomic
+                response = handler(self, request)
+        else:
+            response = handler(self, request)
         if operation.startswith("Create") and request.get("tags"):
             # Every Create* takes tags and answers with the new resource's ARN (and maybe a trackingId).
             arn = next(v for k, v in response.items() if k.endswith("Arn"))

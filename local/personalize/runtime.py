@@ -23,17 +23,22 @@ class ModelCache:
         self._filters: dict[str, object] = {}
 
     def get(self, version_arn: str):
-        with self.lock:
-            entry = self._models.get(version_arn)
-            if entry is None:
-                entry = self._models[version_arn] = self._load(version_arn)
+        entry = self._models.get(version_arn)
+        if entry is not None:
             return entry[1]
-
-    def _load(self, version_arn: str):
+        # Lock order: store.lock may be held while taking this lock, never the other way round, so
+        # the record is read before taking it.
         version = self.engine.store.get("solution-version", version_arn)
         if version["status"] != "ACTIVE":
             raise InvalidInput(f"The solution version {version_arn} is {version['status']}, not ACTIVE.")
-        model = load_model(self.engine.model_dir(version_arn))
+        with self.lock:
+            entry = self._models.get(version_arn)
+            if entry is None:
+                entry = self._models[version_arn] = self._load(version)
+            return entry[1]
+
+    def _load(self, version: dict):
+        model = load_model(self.engine.model_dir(version["solutionVersionArn"]))
         group = version["_group"]
         if model.recipe_type in FOLDING:
             for row in self.engine.data.records(group, "INTERACTIONS", start=version.get("_events_seen", 0)):
