@@ -148,7 +148,7 @@ def _example_ids(stack) -> tuple[str, str]:
     return found[0], found[1]
 
 
-def _run_simulator(stack) -> None:
+def _run_simulator(stack, data: Path) -> None:
     try:
         from local import simulate
     except ImportError as exc:
@@ -156,7 +156,10 @@ def _run_simulator(stack) -> None:
         return
     print("\nSimulating traffic through the API...", flush=True)
     experiment = stack.template.parameters.get("ExperimentId", "recs-ab")
-    simulate.main(["--api-url", stack.api_url, "--experiment", str(experiment)])
+    args = ["--api-url", stack.api_url, "--experiment", str(experiment)]
+    if (data / "interactions.csv").is_file():  # the data set's own users, with the tastes it shows
+        args += ["--known-users", str(data)]
+    simulate.main(args)
 
 
 def _interrupt(*_: object) -> None:
@@ -187,13 +190,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  serving in {time.perf_counter() - begun:.1f}s", flush=True)
         trained = False
         marker = stack.state_dir / "trained.json"
+        data = Path(args.data) if args.data else ROOT / "datasets" / "sample"
         if args.no_train:
             pass
         elif marker.exists() and not args.retrain:
             print(f"  models from a previous run kept ({marker}); --retrain trains again", flush=True)
             trained = True
         else:
-            data = Path(args.data) if args.data else ROOT / "datasets" / "sample"
             keys = stack.upload_raw_data(data)
             print(f"  uploaded {len(keys)} files from {data} to s3://{stack.data_bucket()}/raw/", flush=True)
             print(f"Training ({args.mode}):", flush=True)
@@ -218,7 +221,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.write_endpoints_file()
         _print_ready(stack, trained)
         if args.simulate:
-            _run_simulator(stack)
+            _run_simulator(stack, data)
         if args.exit_when_ready:
             return 0
         while not stop.wait(0.5):

@@ -10,11 +10,16 @@ did (POST /events, carrying the recommendation_id). Events reach Personalize, so
 that personalises learns the taste across sessions and really wins; one that cannot does
 not. --aa makes behaviour independent of what is shown: no variant can be better, and the
 analysis must say so. Results accumulate per experiment, so run an A/A on a fresh stack.
+
+--known-users DIR (raw layout: interactions.csv, items.csv) simulates the data set's own users
+instead, each liking the labels their history over-represents (the preferences planted in the
+data): a model trained on that data knows them from the first request, popularity never does.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import random
 import sys
@@ -25,11 +30,14 @@ import zlib
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CLUSTERS = 8  # taste clusters for items without genres or category
 LIKE_SHARE = 0.3  # share of labels a user likes
 NUM_RESULTS = 10
 EXAMINE_DECAY = 0.85  # chance to look at the next item (position bias)
+TASTE_LIFT = 1.5  # a label is liked when the user's history has it this much above its overall share
+TASTE_MIN_EVENTS = 3
 
 
 class ApiError(RuntimeError):
@@ -84,12 +92,15 @@ class SimUser:
     user_id: str
     salt: str
     rng: random.Random
+    liked: frozenset[str] | None = None  # a known user's taste, read from the data
 
     @classmethod
     def planted(cls, user_id: str, rng: random.Random) -> SimUser:
         return cls(user_id, f"{rng.getrandbits(64):x}", random.Random(rng.random()))
 
     def likes(self, label: str) -> bool:
+        if self.liked is not None:
+            return label in self.liked
         return _stable(f"{self.salt}|{label}") % 1000 < LIKE_SHARE * 1000
 
     def affinity(self, item: dict) -> float:
@@ -97,6 +108,35 @@ class SimUser:
         five-genre blockbuster with one liked genre 0.2), with a small background interest."""
         labels = item_labels(item)
         return max(0.05, sum(self.likes(g) for g in labels) / len(labels))
+
+
+def tastes_from_data(data_dir: str | Path) -> dict[str, frozenset[str]]:
+    """Each user's liked labels: those their interactions over-represent (lift >= TASTE_LIFT)."""
+    data_dir = Path(data_dir)
+    for name in ("interactions.csv", "items.csv"):
+        if not (data_dir / name).is_file():
+            raise ApiError(f"--known-users: {data_dir / name} is missing (raw layout: datasets/README.md)")
+    with (data_dir / "items.csv").open(newline="") as f:
+        labels = {row["item_id"]: item_labels(row) for row in csv.DictReader(f)}
+    per_user: dict[str, Counter] = defaultdict(Counter)
+    overall: Counter = Counter()
+    with (data_dir / "interactions.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            for label in labels.get(row.get("item_id") or "", ()):
+                per_user[row.get("user_id") or ""][label] += 1
+                overall[label] += 1
+    total = sum(overall.values()) or 1
+    tastes = {}
+    for user, counts in per_user.items():
+        n = sum(counts.values())
+        liked = frozenset(
+            label
+            for label, c in counts.items()
+            if c >= TASTE_MIN_EVENTS and c / n >= TASTE_LIFT * overall[label] / total
+        )
+        if user and liked:
+            tastes[user] = liked
+    return tastes
 
 
 @dataclass
@@ -147,12 +187,24 @@ def browse(api_url: str, user: SimUser, sessions: int, aa: bool) -> tuple[str | 
 
 
 def run(
-    api_url: str, users: int = 300, sessions: int = 5, aa: bool = False, seed: int = 7, workers: int = 8
+    api_url: str,
+    users: int = 300,
+    sessions: int = 5,
+    aa: bool = False,
+    seed: int = 7,
+    workers: int = 8,
+    known_users: str | Path | None = None,
 ) -> dict:
     """Simulate `users` users in parallel; returns what they did per variant (ground truth)."""
     rng = random.Random(seed)
-    run_id = uuid.UUID(int=rng.getrandbits(128)).hex[:8]
-    people = [SimUser.planted(f"sim-{run_id}-{i}", rng) for i in range(users)]
+    if known_users is not None:
+        tastes = tastes_from_data(known_users)
+        chosen = rng.sample(sorted(tastes), min(users, len(tastes)))
+        people = [SimUser(u, "", random.Random(rng.random()), tastes[u]) for u in chosen]
+    else:
+        run_id = uuid.UUID(int=rng.getrandbits(128)).hex[:8]
+        people = [SimUser.planted(f"sim-{run_id}-{i}", rng) for i in range(users)]
+    users = len(people)
     per_variant: dict[str, Tally] = defaultdict(Tally)
     errors: list[str] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -199,16 +251,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--experiment", default="recs-ab", help="experiment whose results are printed")
+    ap.add_argument("--known-users", metavar="DIR", help="simulate this raw data set's users and tastes")
     args = ap.parse_args(argv)
     if args.users < 1 or args.sessions < 1:
         ap.error("--users and --sessions must be positive")
     try:
-        summary = run(args.api_url, args.users, args.sessions, args.aa, args.seed, args.workers)
+        summary = run(
+            args.api_url, args.users, args.sessions, args.aa, args.seed, args.workers, args.known_users
+        )
     except ApiError as exc:
         print(f"simulation failed: {exc}", file=sys.stderr)
         return 1
     print(
-        f"simulated {summary['users']} users ({'A/A' if args.aa else 'planted preferences'}), "
+        f"simulated {summary['users']} users ({'A/A' if args.aa else 'planted preferences'}"
+        f"{', known to the data' if args.known_users else ''}), "
         f"{summary['error_count']} failed"
     )
     for v, s in summary["variants"].items():

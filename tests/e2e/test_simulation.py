@@ -7,6 +7,10 @@ twice. An A/A run on a stack of its own must not name a winner; the report rende
 
 from __future__ import annotations
 
+import json
+import urllib.request
+from pathlib import Path
+
 import boto3
 import pytest
 from scipy import stats
@@ -18,6 +22,7 @@ from tests.integration.test_results_api import _load
 
 pytestmark = pytest.mark.e2e
 EXPERIMENT = "recs-ab"
+SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "sample"
 
 
 def _require_serving(api_url: str) -> None:
@@ -112,3 +117,24 @@ def test_simulation_on_trained_models(local_stack, request):
     assert sum(s["fallbacks"] for s in sim["variants"].values()) < sum(
         s["sessions"] for s in sim["variants"].values()
     )
+
+
+def test_models_trained_on_the_data_beat_popularity_for_its_users(local_stack, request):
+    """The data set's own users, with the tastes their history shows, browse the trained stack:
+    the personalised variants must get clearly more clicks per user than the popularity one."""
+    _require_serving(local_stack.api_url)
+    stack = request.getfixturevalue("trained_local_stack")
+    with urllib.request.urlopen(f"{stack.api_url}/experiments/{EXPERIMENT}", timeout=30) as resp:
+        config = json.load(resp)
+    popular = {v for v, d in config["variants"].items() if "popularity" in d.get("recipe", "")}
+    assert popular and popular != set(config["variants"]), config["variants"]
+    sim = simulate.run(stack.api_url, users=300, sessions=5, seed=11, workers=8, known_users=SAMPLE)
+    assert sim["error_count"] <= 3, sim["errors"]  # a slow shared machine may time out a request
+
+    def clicks_per_user(variants: set[str]) -> float:
+        rows = [sim["variants"][v] for v in variants if v in sim["variants"]]
+        return sum(r["events"].get("click", 0) for r in rows) / sum(r["users"] for r in rows)
+
+    personalised = set(sim["variants"]) - popular
+    # Measured: ~4.0 vs ~2.9 clicks per user (about 3 standard errors apart at 300 users).
+    assert clicks_per_user(personalised) > 1.15 * clicks_per_user(popular), sim["variants"]
