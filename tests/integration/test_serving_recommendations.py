@@ -230,3 +230,29 @@ def test_assignments_table_keys(serving):
     serving.request("POST", "/recommendations", {"user_id": "k"})
     rows = serving.table("AssignmentsTable").query(KeyConditionExpression=Key("user_id").eq("k"))["Items"]
     assert len(rows) == 1 and rows[0]["experiment_id"] == "recs-ab" and 0 <= float(rows[0]["bucket"]) < 1
+
+
+def test_the_pipelines_first_record_moves_no_one_assigned_on_the_defaults(serving):
+    """Before the first training serving runs on its defaults; prepare_data then creates the
+    record. Containers still caching the defaults and containers reading the record must agree
+    (phase, seed, weights), or users assigned in between are reassigned and exposed twice."""
+    import importlib.util
+    import sys
+
+    from tests.integration.test_serving_harness import ROOT
+
+    folder = ROOT / "functions" / "prepare_data"
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location("prepare_data_app", folder / "app.py")
+        prepare = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(prepare)
+    finally:
+        sys.path.remove(str(folder))
+    users = [f"early-{i}" for i in range(30)]
+    before = {u: serving.request("POST", "/recommendations", {"user_id": u})[2]["variant"] for u in users}
+    prepare.init_experiment(serving.table("ExperimentsTable"), "recs-ab", ["i1"], "2026-12-02T00:00:00Z")
+    after = {u: serving.request("POST", "/recommendations", {"user_id": u})[2]["variant"] for u in users}
+    assert after == before
+    exposed = sum(v.get("exposed", 0) for k, v in serving.aggregates().items() if k.endswith("#ALL"))
+    assert exposed == len(users)

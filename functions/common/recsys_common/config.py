@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from recsys_common import ddb
 
 logger = logging.getLogger(__name__)
+# The phase prepare_data gives the record it creates (functions/prepare_data/app.py). Serving's
+# defaults use the same, so the record's creation is not a phase bump: users assigned before the
+# first training keep their variant and are not exposed again, also by containers that still
+# cache the defaults for CONFIG_CACHE_SECONDS after the record appeared.
+INITIAL_PHASE = 1
 _cache: dict[str, tuple[float, Experiment]] = {}
 
 
@@ -98,7 +103,7 @@ def defaults(experiment_id: str) -> Experiment:
     return Experiment(
         experiment_id=experiment_id,
         seed=experiment_id,
-        phase=0,
+        phase=INITIAL_PHASE,
         coverage=1.0,
         status="RUNNING",
         control=names[0],
