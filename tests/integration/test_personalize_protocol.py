@@ -238,6 +238,39 @@ def test_concurrent_recommendations_and_events(engine, group):
     assert errors == []
 
 
+def test_concurrent_creates_admit_exactly_one(engine, group, monkeypatch):
+    solution = engine.solution("proto-race", group["group"], "aws-popularity-count")
+    store = engine.server.engine.store
+    listing = store.all
+
+    def slow_all(*args, **kwargs):  # widens the check-then-create window, so a missing lock shows
+        found = listing(*args, **kwargs)
+        time.sleep(0.02)
+        return found
+
+    monkeypatch.setattr(store, "all", slow_all)
+    kw = {"endpoint_url": engine.server.url, "region_name": "us-east-1", "config": CONFIG}
+    clients = [boto3.client("personalize", **kw) for _ in range(6)]
+    barrier, outcomes = threading.Barrier(len(clients)), []
+
+    def create(client) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(client.create_solution_version(solutionArn=solution)["solutionVersionArn"])
+        except client.exceptions.ResourceInUseException:
+            outcomes.append("in use")
+
+    threads = [threading.Thread(target=create, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    monkeypatch.undo()
+    started = [o for o in outcomes if o != "in use"]
+    assert len(outcomes) == len(clients) and len(started) == 1, outcomes
+    assert engine.wait("describe_solution_version", "solutionVersionArn", started[0])["status"] == "ACTIVE"
+
+
 def test_restart_in_the_middle_of_a_training_resumes_it_and_keeps_folded_events(s3_server, tmp_path):
     first = Engine(tmp_path, s3_server).start()
     arns = first.dataset_group("restart")
