@@ -63,19 +63,26 @@ def _clear(event_ids: list[str]) -> None:
 def replay(remaining_ms=lambda: 900_000, min_age: float | None = None) -> dict:
     experiment = config.load()
     if not experiment.tracking_id:
-        return {"sent": 0, "failed": 0, "skipped": "no event tracker in the experiment record yet"}
+        return {
+            "sent": 0,
+            "failed": 0,
+            "rejected": 0,
+            "skipped": "no event tracker in the experiment record yet",
+        }
     min_age = float(os.environ.get("REPLAY_MIN_AGE_SECONDS", "60")) if min_age is None else min_age
-    sent_total, failed_total = 0, 0
+    sent_total, failed_total, rejected_total = 0, 0, 0
     for keys in _pages(min_age):
         # Full items by key: the GSI's projection need not carry every attribute.
         found = ddb.batch_get("EVENTS_TABLE", "event_id", keys)
         events = [found[k] for k in keys if k in found and found[k].get("forward_pending")]
-        sent, failed = personalize.forward(events, experiment.tracking_id)
+        sent, failed, rejected = personalize.forward(events, experiment.tracking_id)
         _clear(sent)
+        personalize.mark_rejected(rejected)  # refused for good: they must not block the queue
         sent_total, failed_total = sent_total + len(sent), failed_total + len(failed)
+        rejected_total += len(rejected)
         if failed or remaining_ms() < SAFETY_MS:
             break  # Personalize is still failing, or time is up: the next run continues
-    return {"sent": sent_total, "failed": failed_total}
+    return {"sent": sent_total, "failed": failed_total, "rejected": rejected_total}
 
 
 @logger.inject_lambda_context
@@ -87,5 +94,7 @@ def lambda_handler(event, context):
     metrics.add_metric("EventsReplayed", MetricUnit.Count, result["sent"])
     if result["failed"]:
         metrics.add_metric("EventsForwardFailed", MetricUnit.Count, result["failed"])
+    if result["rejected"]:
+        metrics.add_metric("EventsForwardRejected", MetricUnit.Count, result["rejected"])
     logger.info("replay", extra={**result, "seconds": round(time.perf_counter() - start, 3)})
     return result

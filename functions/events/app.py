@@ -179,14 +179,17 @@ def forward_and_clear(stored: list[dict], tracking_id: str | None) -> tuple[int,
         return 0, 0
     if not tracking_id:
         return 0, len(stored)
-    sent, failed = personalize.forward(stored, tracking_id)
+    sent, failed, rejected = personalize.forward(stored, tracking_id)
     if failed:
         metrics.add_metric("EventsForwardFailed", MetricUnit.Count, len(failed))
+    if rejected:
+        metrics.add_metric("EventsForwardRejected", MetricUnit.Count, len(rejected))
     try:
         _clear_pending(sent)
+        personalize.mark_rejected(rejected)
     except Exception:  # replay re-sends them; Personalize tolerates the repeat
         logger.exception("could not clear forward_pending")
-    return len(sent), len(failed)
+    return len(sent), len(failed) + len(rejected)
 
 
 @app.post("/events")

@@ -192,12 +192,12 @@ def test_replay_forwards_pending_events_once_personalize_answers(serving, monkey
     client = personalize.events_client()
     monkeypatch.setattr(client, "put_events", put_events)
     result = replay.replay(min_age=0)
-    assert result == {"sent": 12, "failed": 0}
+    assert result == {"sent": 12, "failed": 0, "rejected": 0}
     assert [len(c["eventList"]) for c in calls] == [10, 2]  # ≤10 per PutEvents call
     assert all(c["trackingId"] == "track-1" and c["sessionId"] == "r" for c in calls)
     pending = serving.table("EventsTable").scan(FilterExpression="attribute_exists(forward_pending)")["Count"]
     assert pending == 0
-    assert replay.replay(min_age=0) == {"sent": 0, "failed": 0}
+    assert replay.replay(min_age=0) == {"sent": 0, "failed": 0, "rejected": 0}
 
 
 def test_thousands_of_parallel_events_none_lost_none_double_counted(serving):
@@ -313,3 +313,49 @@ def test_a_commit_whose_answer_is_lost_is_not_reported_as_duplicates(serving, mo
     assert (body["accepted"], body["duplicates"]) == (3, 0), body
     v = rec["variant"]
     assert _counters(serving, v) == _expected({"lost": {"click": 3}}, {v: ["lost"]})[v]
+
+
+def test_an_event_personalize_refuses_does_not_block_the_replay_queue(serving, monkeypatch):
+    """PutEvents refuses a whole call for one bad event (InvalidInputException). The call is split,
+    the good events go through, the refused one is kept with its reason and leaves the queue;
+    while Personalize is unreachable everything stays pending."""
+    from botocore.exceptions import ClientError, EndpointConnectionError
+    from recsys_common import personalize
+
+    serving.put_experiment(
+        variants={"A": {"weight": 1}},
+        event_tracker={
+            "arn": "arn:aws:personalize:us-east-1:123456789012:event-tracker/t",
+            "tracking_id": "t",
+        },
+    )
+    _expose(serving, "q")
+    items = ["poison" if i == 3 else str(i) for i in range(12)]
+    events = [
+        {"user_id": "q", "item_id": item, "event_type": "view", "event_id": f"q{i}"}
+        for i, item in enumerate(items)
+    ]
+    assert serving.request("POST", "/events", {"events": events})[2]["forward_pending"] == 12
+    client, calls = personalize.events_client(), []
+
+    def unreachable(**kwargs):
+        raise EndpointConnectionError(endpoint_url="http://personalize-events")
+
+    monkeypatch.setattr(client, "put_events", unreachable)
+    replay = serving.apps["event_replay"].replay
+    assert replay(min_age=0) == {"sent": 0, "failed": 12, "rejected": 0}
+
+    def refuses_poison(**kwargs):
+        calls.append([e["itemId"] for e in kwargs["eventList"]])
+        if any(e["itemId"] == "poison" for e in kwargs["eventList"]):
+            raise ClientError(
+                {"Error": {"Code": "InvalidInputException", "Message": "bad item"}}, "PutEvents"
+            )
+
+    monkeypatch.setattr(client, "put_events", refuses_poison)
+    assert replay(min_age=0) == {"sent": 11, "failed": 0, "rejected": 1}
+    table = serving.table("EventsTable")
+    poison = table.get_item(Key={"event_id": "q3"})["Item"]
+    assert poison["forward_error"] == "bad item" and "forward_pending" not in poison
+    assert table.scan(FilterExpression="attribute_exists(forward_pending)")["Count"] == 0
+    assert replay(min_age=0) == {"sent": 0, "failed": 0, "rejected": 0}
