@@ -10,6 +10,7 @@ import time
 import pandas as pd
 import pytest
 
+from local.personalize import campaigns
 from local.personalize.training import TrainingData, train_solution_version
 from tests.integration.test_personalize_harness import interactions_csv, items_csv, users_csv
 
@@ -131,8 +132,9 @@ def test_recommendations_and_put_events_fold_in_at_once(engine, trained):
     assert items[0] not in after and items[1] not in after  # bought: no longer recommended
 
 
-def test_update_training_and_update_campaign_keep_the_old_version_serving(engine, trained):
+def test_update_training_and_update_campaign_keep_the_old_version_serving(engine, trained, monkeypatch):
     p = engine.personalize
+    monkeypatch.setattr(campaigns, "PENDING_SECONDS", 1.0)  # room to look at the update while it is pending
     update = engine.train(trained["solution"], mode="UPDATE")
     assert update["status"] == "ACTIVE" and update["trainingMode"] == "UPDATE"
     old = p.get_solution_metrics(solutionVersionArn=trained["version"])["metrics"]
