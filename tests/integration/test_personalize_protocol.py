@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from local.personalize import solutions
 from local.personalize.engine import OPERATIONS
 from local.personalize.protocol import rest_routes, service_model
 from local.personalize.training import RECIPES
@@ -185,8 +186,9 @@ def test_limits_one_event_tracker_per_dataset_group(engine, group):
     assert trackers[0]["name"] == "proto-tracker"
 
 
-def test_stop_solution_version_creation(engine, group):
+def test_stop_solution_version_creation(engine, group, monkeypatch):
     p = engine.personalize
+    monkeypatch.setattr(solutions, "PENDING_SECONDS", 1.0)  # stays CREATE PENDING long enough to look at
     solution = engine.solution("proto-stop", group["group"], "aws-user-personalization")
     arn = p.create_solution_version(solutionArn=solution)["solutionVersionArn"]
     p.stop_solution_version_creation(solutionVersionArn=arn)
