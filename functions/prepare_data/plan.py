@@ -8,6 +8,7 @@ dev/staging/prod can share an account. Kept here, in Python, so it is unit-teste
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 UPDATE_RECIPES = {"aws-user-personalization", "aws-user-personalization-v2"}
@@ -97,6 +98,13 @@ def variants(
     return out
 
 
+def schema_version(schema: str | None) -> str:
+    """A short content hash: Personalize schemas cannot change, so a changed schema is a new one
+    (the state machine then points the existing dataset at it with UpdateDataset)."""
+    canonical = json.dumps(json.loads(schema), sort_keys=True, separators=(",", ":")) if schema else ""
+    return hashlib.sha1(canonical.encode()).hexdigest()[:8]
+
+
 def datasets(prefix: str, run_id: str, prepared: dict[str, dict]) -> list[dict]:
     """One entry per dataset type, with what the import needs (absent files are skipped, not imported)."""
     out = []
@@ -106,7 +114,7 @@ def datasets(prefix: str, run_id: str, prepared: dict[str, dict]) -> list[dict]:
             "kind": kind,
             "datasetType": dataset_type,
             "arnType": dataset_type.upper(),
-            "schemaName": _name(prefix, kind),
+            "schemaName": _name(prefix, kind, schema_version(info.get("schema"))),
             "datasetName": _name(prefix, kind),
             "importJobName": _name(prefix, JOB_ABBREVIATIONS[kind], job_suffix(run_id)),
             **info,

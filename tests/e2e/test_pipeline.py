@@ -274,7 +274,8 @@ def test_happy_path_from_an_empty_account(stack, notes):
 def test_second_full_run_creates_nothing_twice_and_updates_the_campaigns(stack, notes):
     before, old = SEEN["inventory"], live_versions(stack)
     # margin 1: every new version is promoted (the gate itself is tested below)
-    run(stack, {"trainingMode": "FULL", "qualityGate": {"margin": 1}})
+    described = run(stack, {"trainingMode": "FULL", "qualityGate": {"margin": 1}})
+    assert "Dataset: Replace schema" not in entered(history(stack, described["executionArn"]))
     after = inventory(stack)
     assert {k: v for k, v in after.items() if k != "solutionVersions"} == {
         k: v for k, v in before.items() if k != "solutionVersions"
@@ -453,28 +454,38 @@ def test_a_recipe_the_engine_rejects_fails_the_variant_with_the_real_cause(tmp_p
 
 
 @needs_engine
-def test_an_import_personalize_rejects_fails_with_the_column_to_fix(tmp_path_factory):
-    """Own stack: an items schema under the pipeline's name already exists with fewer fields (left
-    by an older release, or made by hand); the pipeline reuses it and Personalize's import rejects
-    the columns it lacks."""
-    other = start_stack(tmp_path_factory.mktemp("pipeline-bad-import") / "state")
+def test_a_dataset_made_with_an_older_schema_moves_to_the_current_one(tmp_path_factory):
+    """Own stack: the items dataset exists with a schema from an older release (fewer fields).
+    Personalize schemas cannot change, so the pipeline's schema names carry a content hash: it
+    creates the current schema, points the dataset at it (UpdateDataset) and the import works."""
+    other = start_stack(tmp_path_factory.mktemp("pipeline-old-schema") / "state")
     try:
-        narrow = {
+        p = other.client("personalize")
+        old = {
             "type": "record",
             "name": "Items",
             "namespace": "com.amazonaws.personalize.schema",
             "fields": [{"name": "ITEM_ID", "type": "string"}, {"name": "CREATION_TIMESTAMP", "type": "long"}],
             "version": "1.0",
         }
-        other.client("personalize").create_schema(name="personalize-ab-dev-items", schema=json.dumps(narrow))
+        import time
+
+        group = p.create_dataset_group(name="personalize-ab-dev")["datasetGroupArn"]
+        while p.describe_dataset_group(datasetGroupArn=group)["datasetGroup"]["status"] != "ACTIVE":
+            time.sleep(0.2)
+        old_schema = p.create_schema(name="personalize-ab-dev-items", schema=json.dumps(old))["schemaArn"]
+        dataset = p.create_dataset(
+            name="personalize-ab-dev-items", datasetType="Items", datasetGroupArn=group, schemaArn=old_schema
+        )["datasetArn"]
         other.upload_raw()
-        described = run(other, {"trainingMode": "FULL"}, expect="FAILED")
-        assert described["error"] == "Pipeline.DatasetsAndImportsFailed"
-        cause = described["cause"]
-        assert "dataset items: Pipeline.ImportFailed: Import of items" in cause
-        assert "['CATEGORY', 'GENRES', 'PRICE'] are not in the dataset's schema" in cause
+        described = run(other, {"trainingMode": "FULL"})
+        current = p.describe_dataset(datasetArn=dataset)["dataset"]
+        assert current["schemaArn"] != old_schema and current["latestDatasetUpdate"]["status"] == "ACTIVE"
+        schema = json.loads(p.describe_schema(schemaArn=current["schemaArn"])["schema"]["schema"])
+        assert json.loads((ROOT / "datasets" / "schemas" / "items.json").read_text()) == schema
         names = entered(history(other, described["executionArn"]))
-        assert "Variants" not in names and "Baseline and similar items" not in names  # nothing trained
-        assert not lock_held(other)
+        assert names.count("Dataset: Replace schema") == 1  # items only; the others were created current
+        items = [i for i in json.loads(described["output"])["imports"] if i["kind"] == "items"]
+        assert items[0]["imported"] is True
     finally:
         other.stop()

@@ -396,3 +396,16 @@ def test_an_iteration_failure_names_the_item_and_keeps_the_original_error(sfn_en
     }
     out = _execute(sfn, definition)
     assert (out["status"], out["error"], out["cause"]) == ("FAILED", error, prefix)
+
+
+def test_every_aws_sdk_action_is_granted_to_the_machine_role():
+    """An action missing from the role fails only on AWS (moto does not check IAM)."""
+    granted = set()
+    for policy in template_machine()["Policies"]:
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            actions = statement.get("Action", [])
+            granted |= {actions} if isinstance(actions, str) else set(actions)
+    sdk = {m.groups() for m in (SDK.match(s.get("Resource", "")) for _, s, _ in STATES) if m}
+    iam = {"sfn": "states"}
+    missing = {f"{iam.get(svc, svc)}:{act[0].upper()}{act[1:]}" for svc, act in sdk} - granted
+    assert not missing, f"TrainingStateMachine's Policies lack {sorted(missing)}"
