@@ -3,7 +3,8 @@
 Events are stored with `forward_pending`; the events Lambda clears it once Personalize took
 them. This function pages through the sparse GSI PendingForwardIndex (forward_pending,
 received_at), skipping events younger than REPLAY_MIN_AGE_SECONDS (their own request may still
-be forwarding them), and re-sends them through the experiment's event tracker.
+be forwarding them), and re-sends them through the experiment's event tracker. Invoked with
+{"min_age_seconds": N} it takes events older than N seconds instead (0: everything pending).
 """
 
 from __future__ import annotations
@@ -85,12 +86,22 @@ def replay(remaining_ms=lambda: 900_000, min_age: float | None = None) -> dict:
     return {"sent": sent_total, "failed": failed_total, "rejected": rejected_total}
 
 
+def _min_age(event) -> float | None:
+    """An operator may invoke with {"min_age_seconds": 0} to re-send everything pending now."""
+    value = event.get("min_age_seconds") if isinstance(event, dict) else None
+    if value is None:
+        return None  # the schedule's invocation: REPLAY_MIN_AGE_SECONDS
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
+        raise ValueError(f"min_age_seconds must be a number of seconds from 0 to 86400, got {value!r}")
+    return float(value)
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event, context):
     start = time.perf_counter()
-    result = replay(context.get_remaining_time_in_millis)
+    result = replay(context.get_remaining_time_in_millis, _min_age(event))
     metrics.add_metric("EventsReplayed", MetricUnit.Count, result["sent"])
     if result["failed"]:
         metrics.add_metric("EventsForwardFailed", MetricUnit.Count, result["failed"])

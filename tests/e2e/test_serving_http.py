@@ -263,14 +263,33 @@ def test_stickiness_survives_a_weight_change_and_a_new_phase_reassigns(api):
         api.delete_record()
 
 
-def test_trained_campaigns_then_the_engine_killed_mid_way_then_back(serving, api):
+def _post_events(api, events: list[dict]) -> dict:
+    resp = api.session.post(f"{api.url}/events", json={"events": events}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def test_trained_campaigns_react_to_events_in_real_time(serving, api):
     serving.upload_raw()
     described = serving.run_training({"trainingMode": "FULL"})
     assert described["status"] == "SUCCEEDED", described.get("cause")
     body = api.recommend("eng-0", 5)
     assert body["fallback"] is False and len(body["items"]) == 5
     assert all(isinstance(i["score"], float | int) and i.get("title") for i in body["items"])
+    # a user of a user-personalization variant (C is popularity-count: it does not personalise)
+    user, rec = next(
+        (u, b) for u in (f"rt-{i}" for i in range(50)) if (b := api.recommend(u, 10))["variant"] != "C"
+    )
+    bought = [i["item_id"] for i in rec["items"][:3]]
+    events = [{"user_id": user, "item_id": i, "event_type": "purchase", "value": 10,
+               "recommendation_id": rec["recommendation_id"]} for i in bought]  # fmt: skip
+    answer = _post_events(api, events)
+    assert answer["forwarded"] == 3 and answer["forward_pending"] == 0  # PutEvents took them
+    again = [i["item_id"] for i in api.recommend(user, 10)["items"]]
+    assert not set(bought) & set(again), (bought, again)  # what the user just bought is not offered again
 
+
+def test_the_engine_killed_mid_way_serves_fallbacks_keeps_events_and_replays_them(serving, api):
     stop, seen = threading.Event(), []
     killed_at: list[float] = []
 
@@ -305,8 +324,32 @@ def test_trained_campaigns_then_the_engine_killed_mid_way_then_back(serving, api
     }
     assert all(b["items"] for b in after)  # the popularity list, not an empty answer
 
+    # events while Personalize is down: accepted and stored, kept pending for the replay
+    down = [
+        {"user_id": f"eng-0-{k}", "item_id": "i0001", "event_type": "view", "event_id": f"down-{k}"}
+        for k in range(12)
+    ]
+    answer = _post_events(api, down)
+    assert (answer["accepted"], answer["forwarded"], answer["forward_pending"]) == (12, 0, 12)
+
     serving.engine.start()  # same port, same data: the campaigns come back
     deadline = time.monotonic() + 30
     while api.recommend("eng-back", 5)["fallback"] and time.monotonic() < deadline:
         time.sleep(0.5)
     assert api.recommend("eng-back", 5)["fallback"] is False
+    replayed = _invoke_replay(serving, {"min_age_seconds": 0})
+    assert replayed["sent"] >= 12 and replayed["failed"] == 0 and replayed["rejected"] == 0, replayed
+    assert _invoke_replay(serving, {"min_age_seconds": 0})["sent"] == 0  # nothing left pending
+
+
+def _invoke_replay(serving, payload: dict) -> dict:
+    from local.lambda_runner import function_specs
+    from local.stack import load_template
+
+    name = next(
+        n for n, s in function_specs(load_template(), {}).items() if s.logical_id == "EventReplayFunction"
+    )
+    resp = serving.client("lambda").invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+    body = json.loads(resp["Payload"].read())
+    assert "FunctionError" not in resp, body
+    return body
