@@ -11,11 +11,12 @@ Here, deterministically for a seed:
 - per test user, interactions are ordered by TIMESTAMP (ties: input order); the latest
   max(1, ceil(10%)) are the targets, the rest are the input;
 - a list of 25 items is produced for every test user, leaving out the user's input items for
-  every recipe, popularity included. The personalised recipes never serve what the user already
-  interacted with, so a popularity list that may re-serve it would be compared on different terms:
-  on the sample data, 47% of the held-out targets are funnel steps (view → click → purchase) on an
-  item already in the input, and popularity "won" the quality gate by re-listing viewed items.
-  The metrics thus measure discovery of items new to the user, the same way for every recipe;
+  every recipe, exactly as serving.get_recommendations serves a known user (it never re-recommends
+  what the user interacted with, popularity included), so the metrics describe the served lists
+  and the quality gate compares recipes on the same terms. (Personalize itself leaves that
+  exclusion to filters; before popularity excluded seen items too, it "won" the gate on the sample
+  by re-listing viewed items: 47% of the held-out targets are funnel steps, view → click →
+  purchase, on an item already in the input.)
 - metrics, averaged over test users (r = 1-based rank of a target in the list):
   precision_at_K = hits in top K / K;
   mean_reciprocal_rank_at_25 = 1 / r of the first hit in the top 25 (0 without one);

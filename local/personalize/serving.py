@@ -58,7 +58,7 @@ def get_recommendations(
             scores[index] = -np.inf
     else:
         scores = np.array(model.user_scores(str(user_id) if user_id else None), dtype=np.float64)
-        if kind == "USER_PERSONALIZATION":
+        if user_id:  # never re-recommend what the user interacted with (evaluation.py measures the same)
             items, *_ = model.history.profile(str(user_id))
             scores[np.asarray(items, dtype=np.int64)] = -np.inf
     allowed = _filter_mask(model, filter, filter_values, user_id, item_id)
