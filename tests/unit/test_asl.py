@@ -409,3 +409,44 @@ def test_every_aws_sdk_action_is_granted_to_the_machine_role():
     iam = {"sfn": "states"}
     missing = {f"{iam.get(svc, svc)}:{act[0].upper()}{act[1:]}" for svc, act in sdk} - granted
     assert not missing, f"TrainingStateMachine's Policies lack {sorted(missing)}"
+
+
+def _from(machine: dict, start: str, inject: dict) -> dict:
+    """The states of `machine` reachable from `start`, entered with `inject` as input."""
+    states, todo = {}, [start]
+    while todo:
+        name = todo.pop()
+        if name in states:
+            continue
+        states[name] = machine["States"][name]
+        todo += [t for t in (states[name].get("Next"), states[name].get("Default")) if t]
+        todo += [c["Next"] for c in states[name].get("Choices", []) + states[name].get("Catch", [])]
+    states["Inject"] = {"Type": "Pass", "Result": inject, "Next": start}
+    return {"StartAt": "Inject", "States": states}
+
+
+TRAINING = {
+    "solution": {"name": "B", "recipe": "aws-user-personalization", "solutionName": "p-B-user-personalization",
+                 "trainingMode": "FULL"},
+    "version": {"arn": "arn:aws:personalize:us-east-1:123456789012:solution/p-B-user-personalization/v1"},
+    "pollSeconds": 1,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "polls", "cause"),
+    [
+        ("CREATE IN_PROGRESS", 3, "variant B (aws-user-personalization): Pipeline.TrainingTimeout: Training "
+         "p-B-user-personalization did not finish within MaxPolls x PollSeconds and was stopped"),
+        ("CREATE FAILED", 0, "variant B (aws-user-personalization): Pipeline.TrainingFailed: Training "
+         "p-B-user-personalization (aws-user-personalization, FULL) failed: too few users"),
+    ],
+)  # fmt: skip
+def test_a_training_that_fails_or_overruns_its_budget_fails_the_variant(sfn_env, status, polls, cause):
+    sfn, *_ = sfn_env
+    scope = ASL["States"]["Variants"]["ItemProcessor"]
+    inject = {**TRAINING, "polls": polls, "maxPolls": 3,
+              "described": {"SolutionVersion": {"Status": status, "FailureReason": "too few users"}}}  # fmt: skip
+    out = _execute(sfn, _from(scope, "Variant: Training: status?", inject))
+    assert (out["status"], out["error"]) == ("FAILED", "Pipeline.VariantFailed")
+    assert out["cause"].startswith(cause)
