@@ -120,6 +120,9 @@ def from_schema(s: dict, overrides: dict | None = None) -> st.SearchStrategy:
     if kind == "integer":
         return st.integers(s.get("minimum", -(2**31)), s.get("maximum", 2**31))
     if kind == "number":
+        if "exclusiveMinimum" in s or "exclusiveMaximum" in s:
+            low, high = s.get("exclusiveMinimum", -1e9), s.get("exclusiveMaximum", 1e9)
+            return st.floats(low, high, exclude_min=True, exclude_max=True, allow_nan=False)
         low, high = s.get("minimum", -1e9), s.get("maximum", 1e9)
         return st.one_of(st.integers(int(low), int(high)), st.floats(low, high, allow_nan=False))
     if kind == "boolean":
@@ -497,6 +500,66 @@ def test_documented_paths_with_other_methods_are_gateway_404s(api, method, path)
 
 def _matches(template: str, path: str) -> bool:
     return re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", template), path) is not None
+
+
+# --- GET /experiments/{experimentId}/results: the analysis options --------------------------
+
+RESULTS = "/experiments/{experimentId}/results"
+RESULT_PARAMS = {
+    p["name"]: p["schema"]
+    for p in map(deref, DOC["paths"][RESULTS]["get"]["parameters"])
+    if p["in"] == "query"
+}
+# `metric` is a string whose values the document names in its description
+METRICS = ["purchase_rate", "click_rate", "value_per_user", "click_per_view"]
+FEW = settings(FUZZ, max_examples=25)  # each answer is a full analysis
+
+
+@st.composite
+def result_queries(draw, valid: bool):
+    names = draw(st.lists(st.sampled_from(sorted(RESULT_PARAMS)), unique=True, max_size=4))
+    query = {
+        n: str(draw(st.sampled_from(METRICS) if n == "metric" else from_schema(RESULT_PARAMS[n])))
+        for n in names
+    }
+    if valid:
+        return query, None
+    bad = draw(st.sampled_from(sorted(RESULT_PARAMS)))
+    sch = RESULT_PARAMS[bad]
+    if "enum" in sch or bad == "metric":
+        query[bad] = draw(_TEXT.filter(lambda v: v not in sch.get("enum", METRICS)))
+    else:
+        low, high = sch["exclusiveMinimum"], sch["exclusiveMaximum"]
+        query[bad] = draw(
+            st.one_of(st.sampled_from([str(low), str(high), str(high * 2), "-1", "nan", "inf", "x"]), _TEXT)
+        )
+        assume(not _in_open_range(query[bad], low, high))
+    return query, bad
+
+
+def _in_open_range(text: str, low: float, high: float) -> bool:
+    try:
+        return low < float(text) < high
+    except ValueError:
+        return False
+
+
+@FEW
+@given(case=result_queries(valid=True))
+def test_valid_analysis_options_are_answered_as_documented(api, case):
+    query, _ = case
+    status, answer = api("GET", "/experiments/recs-ab/results", query=query)
+    assert status == 200, (query, answer)
+    check(RESULTS, "get", status, answer)
+
+
+@FEW
+@given(case=result_queries(valid=False))
+def test_invalid_analysis_options_are_400s_naming_the_parameter(api, case):
+    query, bad = case
+    status, answer = api("GET", "/experiments/recs-ab/results", query=query)
+    assert status == 400 and bad in answer["message"], (query, answer)
+    check(RESULTS, "get", status, answer)
 
 
 def test_health_and_experiment_answer_as_documented(api):
