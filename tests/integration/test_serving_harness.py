@@ -51,12 +51,23 @@ def openapi() -> dict:
     return yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
 
 
+_LOADING = threading.Lock()
+
+
 def load_app(folder: str, sandbox: str = "main"):
+    """A fresh instance of a handler module, as a new Lambda sandbox would import it."""
+    from aws_lambda_powertools.metrics import Metrics
+
     name = f"serving_app_{folder}_{sandbox}"
     spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / folder / "app.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    with _LOADING:
+        # Metrics() takes its metric set from class-level dicts (one process = one sandbox on
+        # Lambda): fresh ones, so that sandboxes in threads do not flush each other's metrics.
+        for attr in ("_metrics", "_dimensions", "_metadata", "_default_dimensions"):
+            setattr(Metrics, attr, {})
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
     return module
 
 
