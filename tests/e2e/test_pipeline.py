@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 import uuid
 
 import pytest
@@ -24,17 +25,6 @@ pytestmark = pytest.mark.e2e
 SAMPLE = ROOT / "datasets" / "sample"
 EXPERIMENT_ID = "recs-ab"
 VARIANTS = ("A", "B", "C")
-
-
-def engine_available() -> bool:
-    try:
-        from local.personalize import PersonalizeServer  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_engine = pytest.mark.skipif(not engine_available(), reason="local Personalize engine not there yet")
 
 
 # --- helpers: everything through boto3 ----------------------------------------------------------
@@ -76,8 +66,6 @@ def start(stack: RunningStack, payload: dict) -> str:
 
 
 def wait(stack: RunningStack, arn: str, timeout: float = 240) -> dict:
-    import time
-
     sfn, deadline = stack.client("stepfunctions"), time.monotonic() + timeout
     while True:
         described = sfn.describe_execution(executionArn=arn)
@@ -235,7 +223,6 @@ def test_too_few_interactions_after_cleaning_fail_before_any_import(stack, notes
 SEEN: dict = {}  # what earlier scenarios left behind, for the later ones
 
 
-@needs_engine
 def test_happy_path_from_an_empty_account(stack, notes):
     stack.upload_raw()  # the sample, whole again
     assert inventory(stack) == {"datasetGroups": 0, "schemas": 0}
@@ -270,7 +257,6 @@ def test_happy_path_from_an_empty_account(stack, notes):
     SEEN["inventory"] = inventory(stack)
 
 
-@needs_engine
 def test_second_full_run_creates_nothing_twice_and_updates_the_campaigns(stack, notes):
     before, old = SEEN["inventory"], live_versions(stack)
     # margin 1: every new version is promoted (the gate itself is tested below)
@@ -292,7 +278,6 @@ def test_second_full_run_creates_nothing_twice_and_updates_the_campaigns(stack, 
     assert [n["subject"] for n in notes.drain()] == ["Training finished"]
 
 
-@needs_engine
 def test_update_run_trains_incrementally_where_personalize_allows_it(stack, notes):
     # a lock left by an execution that no longer exists is taken over, not waited for
     dataset_group = experiment(stack)["dataset_group_arn"]
@@ -321,10 +306,7 @@ def test_update_run_trains_incrementally_where_personalize_allows_it(stack, note
     notes.drain()
 
 
-@needs_engine
 def test_incremental_import_sends_only_the_interactions_newer_than_the_last_import(stack, notes):
-    import time
-
     watermark = int(experiment(stack)["interactions_watermark"])
     now = int(time.time())
     fresh = [f"u{u:04d},i{u * 7 % 400:04d},{now - 60 + u},click," for u in range(40)]
@@ -349,7 +331,6 @@ def test_incremental_import_sends_only_the_interactions_newer_than_the_last_impo
     notes.drain()
 
 
-@needs_engine
 def test_quality_gate_rejection_is_recorded_announced_and_not_deployed(stack, notes):
     old, old_record = live_versions(stack), experiment(stack)
     # margin -1: a version must beat the live one by a whole point, which no version can
@@ -368,7 +349,6 @@ def test_quality_gate_rejection_is_recorded_announced_and_not_deployed(stack, no
     assert [(v["variant"], v["outcome"]) for v in summary["variants"]] == [("B", "rejected")]
 
 
-@needs_engine
 def test_rollback_goes_back_to_the_previous_version_in_one_step(stack, notes):
     history_before = experiment(stack)["variants"]["B"]["history"]
     assert len(history_before) == 3  # FULL, FULL, UPDATE
@@ -387,7 +367,6 @@ def test_rollback_goes_back_to_the_previous_version_in_one_step(stack, notes):
     assert [n["subject"] for n in notes.drain()] == ["Training failed"]
 
 
-@needs_engine
 def test_failed_run_after_success_leaves_the_live_campaigns_serving(stack, notes):
     old, old_record = live_versions(stack), experiment(stack)
     upload_csv_with_renamed_column(stack, "timestamp", "time")
@@ -406,10 +385,7 @@ def test_failed_run_after_success_leaves_the_live_campaigns_serving(stack, notes
     assert [n["subject"] for n in notes.drain()] == ["Training failed"]
 
 
-@needs_engine
 def test_run_lock_a_second_execution_fails_fast_and_changes_nothing(stack, notes):
-    import time
-
     first = start(stack, {"trainingMode": "FULL", "variants": ["C"], "qualityGate": {"margin": 1}})
     deadline = time.monotonic() + 30
     while not lock_held(stack):
@@ -425,7 +401,6 @@ def test_run_lock_a_second_execution_fails_fast_and_changes_nothing(stack, notes
     assert sorted(subjects) == ["Training finished", "Training not started: another execution is running"]
 
 
-@needs_engine
 def test_a_recipe_the_engine_rejects_fails_the_variant_with_the_real_cause(tmp_path_factory):
     """Own stack: its variants are configured (template parameter) with a recipe that does not exist."""
     bad = start_stack(
@@ -453,7 +428,6 @@ def test_a_recipe_the_engine_rejects_fails_the_variant_with_the_real_cause(tmp_p
         bad.stop()
 
 
-@needs_engine
 def test_a_dataset_made_with_an_older_schema_moves_to_the_current_one(tmp_path_factory):
     """Own stack: the items dataset exists with a schema from an older release (fewer fields).
     Personalize schemas cannot change, so the pipeline's schema names carry a content hash: it
@@ -468,8 +442,6 @@ def test_a_dataset_made_with_an_older_schema_moves_to_the_current_one(tmp_path_f
             "fields": [{"name": "ITEM_ID", "type": "string"}, {"name": "CREATION_TIMESTAMP", "type": "long"}],
             "version": "1.0",
         }
-        import time
-
         group = p.create_dataset_group(name="personalize-ab-dev")["datasetGroupArn"]
         while p.describe_dataset_group(datasetGroupArn=group)["datasetGroup"]["status"] != "ACTIVE":
             time.sleep(0.2)
