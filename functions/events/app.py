@@ -30,7 +30,8 @@ app = APIGatewayHttpResolver()
 http.install(app, [("POST", "/events")])
 
 EVENTS_PER_TRANSACTION = 25  # + totals + 2 slices, well under the 100-item limit
-ATTEMPTS = 12
+ATTEMPTS = 12  # write conflicts on one user's totals are retried (they clear in milliseconds)
+BUDGET_SECONDS = 4.0  # an unreachable DynamoDB answers 503 within the function's timeout (10 s)
 
 
 class Unavailable(Exception):
@@ -125,7 +126,10 @@ def _store_user(experiment, user_id: str, events: list[dict], bot: bool, now: fl
     """(stored events, duplicate ids) for one user's events, exactly once."""
     metric_names = aggregates.metric_names(config.event_types())
     pending, duplicates, ops = list(events), [], None
+    deadline = time.monotonic() + BUDGET_SECONDS
     for attempt in range(ATTEMPTS):
+        if attempt and time.monotonic() > deadline:
+            break
         if ops is None:  # (re)build from a fresh read; kept as is when only the answer was lost
             if not pending:
                 return [], duplicates
@@ -150,7 +154,7 @@ def _store_user(experiment, user_id: str, events: list[dict], bot: bool, now: fl
         except BotoCoreError as exc:
             logger.warning("DynamoDB unreachable", extra={"error": str(exc)})
         time.sleep(min(0.5, 0.005 * 2**attempt) * random.random())  # conflict: jittered backoff
-    raise Unavailable(f"could not store the events of user {user_id} after {ATTEMPTS} attempts")
+    raise Unavailable(f"could not store the events of user {user_id} (DynamoDB unavailable or overloaded)")
 
 
 def _clear_pending(event_ids: list[str]) -> None:

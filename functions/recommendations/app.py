@@ -175,14 +175,15 @@ def _personalize(campaign_arn: str | None, **request) -> tuple[list[dict] | None
     return resp.get("itemList") or [], None, resp.get("recommendationId")
 
 
-def _enrich(predicted: list[dict]) -> list[dict]:
-    """Item metadata from the items table (one BatchGetItem per 100 ids); unknown items keep their id."""
+def _enrich(predicted: list[dict], lookup: bool = True) -> list[dict]:
+    """Item metadata from the items table (one BatchGetItem per 100 ids); unknown items keep their id.
+    Without `lookup` (storage known to be down) the ids are served as they are."""
     ids = [str(p["itemId"]) for p in predicted]
+    found = {}
     try:
-        found = ddb.batch_get("ITEMS_TABLE", "item_id", ids)
+        found = ddb.batch_get("ITEMS_TABLE", "item_id", ids) if lookup and ids else {}
     except Exception:
         logger.warning("items table unreadable; serving ids without metadata", exc_info=True)
-        found = {}
     out = []
     for p in predicted:
         meta = {k: v for k, v in (found.get(str(p["itemId"])) or {}).items() if k != "item_id"}
@@ -245,6 +246,17 @@ def _store(experiment, a: Assignment, record_op: dict, fallback: bool) -> bool:
         raise
 
 
+def _resolve(experiment, user_id: str, bot: bool, consistent: bool = False) -> Assignment:
+    """The user's assignment; if the assignments table cannot be read, the user still gets an
+    answer (the hash's variant, not counted) instead of a 5xx."""
+    try:
+        return assignments_store.resolve(experiment, user_id, bot, consistent)
+    except (ClientError, BotoCoreError):
+        logger.warning("assignments table unreadable; serving uncounted", exc_info=True)
+        metrics.add_metric("AssignmentsUnavailable", MetricUnit.Count, 1)
+        return assignments_store.unstored(experiment, user_id, "unavailable")
+
+
 # --- routes -------------------------------------------------------------------------------------
 
 
@@ -256,12 +268,14 @@ def recommend(
     bot = assignments_store.is_bot(app.current_event.headers.get("user-agent"))
     request = {"userId": user_id, "numResults": num_results, "filterArn": filter_arn,
                "filterValues": filter_values, "context": context}  # fmt: skip
-    a = assignments_store.resolve(experiment, user_id, bot)
+    a = _resolve(experiment, user_id, bot)
     predicted, reason, p_rec_id = _personalize(experiment.campaign_arn(a.variant), **request)
     rec_id = str(uuid.uuid4())
     for _ in range(3):
         if predicted is None:
             predicted = _fallback_items(experiment, num_results)
+        if a.reason == "unavailable":
+            break  # storage is down: nothing can be recorded, and each try would cost its retries
         record = _record_op(
             rec_id, user_id, a.variant, [str(p["itemId"]) for p in predicted], p_rec_id, "user"
         )
@@ -272,7 +286,7 @@ def recommend(
             logger.exception("could not store the recommendation record / counters")
             break
         # A concurrent request stored or exposed this user first: re-read; re-ask only if the variant moved.
-        fresh = assignments_store.resolve(experiment, user_id, bot, consistent=True)
+        fresh = _resolve(experiment, user_id, bot, consistent=True)
         if fresh.variant != a.variant:
             predicted, reason, p_rec_id = _personalize(experiment.campaign_arn(fresh.variant), **request)
         a = fresh
@@ -286,7 +300,7 @@ def recommend(
         "recommendation_id": rec_id,
         "fallback": reason is not None,
         "fallback_reason": reason,
-        "items": _enrich(predicted),
+        "items": _enrich(predicted, lookup=a.reason != "unavailable"),
     }
     logger.info("recommendations", extra={"variant": a.variant, "fallback": reason, "n": len(predicted)})
     return http.json_response(body, headers={"X-Experiment-Variant": a.variant})

@@ -256,3 +256,25 @@ def test_the_pipelines_first_record_moves_no_one_assigned_on_the_defaults(servin
     assert after == before
     exposed = sum(v.get("exposed", 0) for k, v in serving.aggregates().items() if k.endswith("#ALL"))
     assert exposed == len(users)
+
+
+def test_with_dynamodb_unreachable_recommendations_still_answer_and_events_say_503(serving, monkeypatch):
+    """Storage down: a user still gets recommendations (the hash's variant, not counted) instead of a
+    5xx; events cannot be stored, so POST /events answers 503 (retry with the same ids) in time."""
+    import time
+
+    from tests.integration.test_serving_harness import UNREACHABLE, clear_caches
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", UNREACHABLE)
+    clear_caches()
+    started = time.monotonic()
+    status, headers, body = serving.request("POST", "/recommendations", {"user_id": "down-1"})
+    assert status == 200 and body["in_experiment"] is False and body["fallback"] is True
+    assert time.monotonic() - started < 9  # within the function's 10 s timeout
+    assert body["variant"] == headers["x-experiment-variant"]
+    started = time.monotonic()
+    status, _, body = serving.request(
+        "POST", "/events", {"user_id": "down-1", "item_id": "i", "event_type": "click"}
+    )
+    assert status == 503 and body["error"]["code"] == "storage_unavailable"
+    assert time.monotonic() - started < 9  # within the function's 10 s timeout

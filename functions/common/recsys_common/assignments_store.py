@@ -35,7 +35,7 @@ class Assignment:
     user_id: str
     variant: str
     counted: bool  # in the experiment: stored, exposed once, events counted
-    reason: str  # sticky | new | reassigned | bot | coverage | stopped
+    reason: str  # sticky | new | reassigned | bot | coverage | stopped | unavailable
     bucket: float | None = None
     phase: int = 0
     stored: dict | None = None
@@ -81,6 +81,15 @@ def resolve(experiment: Experiment, user_id: str, bot: bool = False, consistent:
     return Assignment(
         user_id, variant, True, "reassigned" if stored else "new", bucket, experiment.phase, stored
     )
+
+
+def unstored(experiment: Experiment, user_id: str, reason: str) -> Assignment:
+    """The hash's variant when the assignments table cannot be read: most likely the user's stored
+    one (unless weights changed since), served but not counted (nothing can be written safely)."""
+    variant, bucket = assignment.assign(
+        experiment.seed, user_id, experiment.names, experiment.weights, experiment.coverage
+    )
+    return Assignment(user_id, variant or experiment.control, False, reason, bucket, experiment.phase)
 
 
 def exposure_op(experiment: Experiment, a: Assignment) -> dict | None:
