@@ -43,7 +43,9 @@ class Process:
         return boto3.client(name, endpoint_url=self.url, region_name="us-east-1", config=CONFIG)
 
 
-def test_killed_mid_training_restarts_finishes_and_serves_then_stops_on_ctrl_c(s3_server, tmp_path):
+def test_killed_mid_training_restarts_finishes_and_serves_then_stops_on_ctrl_c(
+    s3_server, tmp_path, monkeypatch
+):
     data_dir = tmp_path / "engine"
     first = Process(data_dir).start()
     try:
@@ -75,11 +77,15 @@ def test_killed_mid_training_restarts_finishes_and_serves_then_stops_on_ctrl_c(s
             timeout=60,
         )
         assert third.returncode == 2 and "Another local Personalize engine is using" in third.stderr
-        driver.personalize = second.client("personalize")
+        # Clients built the way the product's code builds them: no endpoint_url, only the env vars.
+        for suffix in ("PERSONALIZE", "PERSONALIZE_RUNTIME", "PERSONALIZE_EVENTS"):
+            monkeypatch.setenv(f"AWS_ENDPOINT_URL_{suffix}", second.url)
+        driver.personalize = boto3.client("personalize", region_name="us-east-1", config=CONFIG)
         done = driver.wait("describe_solution_version", "solutionVersionArn", version)
         assert done["status"] == "ACTIVE", done.get("failureReason")
         campaign = driver.campaign("proc-up", version)["campaignArn"]
-        items = second.client("personalize-runtime").get_recommendations(campaignArn=campaign, userId="u0001")
+        runtime = boto3.client("personalize-runtime", region_name="us-east-1", config=CONFIG)
+        items = runtime.get_recommendations(campaignArn=campaign, userId="u0001")
         assert len(items["itemList"]) == 25
     finally:
         second.proc.send_signal(signal.SIGINT)
