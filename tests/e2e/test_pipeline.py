@@ -331,6 +331,24 @@ def test_incremental_import_sends_only_the_interactions_newer_than_the_last_impo
     notes.drain()
 
 
+def test_skip_import_trains_on_what_personalize_already_has(stack, notes):
+    p, record = stack.client("personalize"), experiment(stack)
+    datasets = p.list_datasets(datasetGroupArn=record["dataset_group_arn"])["datasets"]
+
+    def jobs() -> int:
+        return sum(
+            len(p.list_dataset_import_jobs(datasetArn=d["datasetArn"])["datasetImportJobs"]) for d in datasets
+        )
+
+    before, old = jobs(), live_versions(stack)["C"]
+    described = run(stack, {"trainingMode": "FULL", "skipImport": True, "variants": ["C"], "qualityGate": {"margin": 1}})  # fmt: skip
+    assert jobs() == before
+    assert [i["imported"] for i in json.loads(described["output"])["imports"]] == [False, False, False]
+    assert "Save import watermark" not in entered(history(stack, described["executionArn"]))
+    assert live_versions(stack)["C"] != old
+    notes.drain()
+
+
 def test_quality_gate_rejection_is_recorded_announced_and_not_deployed(stack, notes):
     old, old_record = live_versions(stack), experiment(stack)
     # margin -1: a version must beat the live one by a whole point, which no version can
