@@ -252,6 +252,11 @@ def test_happy_path_from_an_empty_account(stack, notes):
     summary = json.loads(sent[0]["message"])
     assert summary["execution"] == described["name"]
     assert {v["variant"]: v["outcome"] for v in summary["variants"]} == dict.fromkeys(VARIANTS, "promote")
+    for v in summary["variants"]:  # every metric of every variant, as published
+        assert {k: float(x) for k, x in v["metrics"].items()} == {
+            k: float(x) for k, x in record["variants"][v["variant"]]["metrics"].items()
+        }
+    assert summary["baseline"]["metrics"] and summary["dataReport"].endswith("/data-report.json")
     metrics = stack.client("cloudwatch").list_metrics(MetricName="ModelAgeHours")["Metrics"]
     assert metrics and metrics[0]["Dimensions"] == [{"Name": "ExperimentId", "Value": EXPERIMENT_ID}]
     SEEN["inventory"] = inventory(stack)
