@@ -31,7 +31,7 @@ http.install(app, [("POST", "/events")])
 
 EVENTS_PER_TRANSACTION = 25  # + totals + 2 slices, well under the 100-item limit
 ATTEMPTS = 12  # write conflicts on one user's totals are retried (they clear in milliseconds)
-BUDGET_SECONDS = 4.0  # an unreachable DynamoDB answers 503 within the function's timeout (10 s)
+RESERVE_SECONDS = 3.5  # kept for one more DynamoDB call (with botocore's retries) and the answer
 
 
 class Unavailable(Exception):
@@ -122,11 +122,19 @@ def _token(ops: list[dict]) -> str:
     return hashlib.sha256(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:36]
 
 
-def _store_user(experiment, user_id: str, events: list[dict], bot: bool, now: float, received_at: str):
+def _deadline() -> float:
+    """When to stop retrying, so that an unreachable DynamoDB ends in a 503, not a timeout."""
+    try:
+        remaining = app.lambda_context.get_remaining_time_in_millis() / 1000
+    except AttributeError:  # no context (called outside Lambda)
+        remaining = 10.0
+    return time.monotonic() + max(0.5, remaining - RESERVE_SECONDS)
+
+
+def _store_user(experiment, user_id, events, bot, now, received_at, deadline):
     """(stored events, duplicate ids) for one user's events, exactly once."""
     metric_names = aggregates.metric_names(config.event_types())
     pending, duplicates, ops = list(events), [], None
-    deadline = time.monotonic() + BUDGET_SECONDS
     for attempt in range(ATTEMPTS):
         if attempt and time.monotonic() > deadline:
             break
@@ -220,13 +228,13 @@ def post_events():
     by_user: dict[str, list[dict]] = {}
     for e in unique.values():
         by_user.setdefault(e["user_id"], []).append(e)
-    stored, duplicates = [], list(in_request_dups)
+    stored, duplicates, deadline = [], list(in_request_dups), _deadline()
     try:
         _attach_recommendations(list(unique.values()))
         for user_id, user_events in by_user.items():
             for start in range(0, len(user_events), EVENTS_PER_TRANSACTION):
                 chunk = user_events[start : start + EVENTS_PER_TRANSACTION]
-                new, dups = _store_user(experiment, user_id, chunk, bot, now, received_at)
+                new, dups = _store_user(experiment, user_id, chunk, bot, now, received_at, deadline)
                 stored += new
                 duplicates += dups
     except (Unavailable, ClientError, BotoCoreError) as exc:

@@ -8,6 +8,7 @@ import importlib.util
 import json
 import sys
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
@@ -39,8 +40,11 @@ class Context:
     log_group_name = "/aws/lambda/serving-test"
     log_stream_name = "local"
 
+    def __init__(self, timeout_seconds: float = 10.0):  # the template's LambdaTimeout
+        self._deadline = time.monotonic() + timeout_seconds
+
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        return int((self._deadline - time.monotonic()) * 1000)
 
 
 def load_template():
