@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import pathlib
 import threading
@@ -31,6 +32,8 @@ KINDS = (
     "filter",
 )
 LABELS = {kind: kind.replace("-", " ") for kind in KINDS}
+LOGGED = {"dataset-import-job", "solution-version", "campaign"}  # the long operations, worth a log line
+log = logging.getLogger("local.personalize")
 
 
 class StoreClosed(RuntimeError):
@@ -89,8 +92,12 @@ class Store:
             record = self._current(kind, arn)
             if record is None:
                 raise NotFound(f"Could not find the {LABELS[kind]} {arn}.")
+            status = changes.get("status")
             record = {**record, **changes, "lastUpdatedDateTime": time.time()}
             self._write(kind, record)
+            if status and kind in LOGGED:
+                reason = f": {changes['failureReason']}" if changes.get("failureReason") else ""
+                log.info("%s %s %s%s", LABELS[kind], arn.rsplit(":", 1)[-1], status, reason)
             return copy.deepcopy(record)
 
     def schedule_delete(self, kind: str, arn: str, after: float) -> None:
