@@ -451,36 +451,52 @@ def test_a_recipe_the_engine_rejects_fails_the_variant_with_the_real_cause(tmp_p
         bad.stop()
 
 
-def test_a_dataset_made_with_an_older_schema_moves_to_the_current_one(tmp_path_factory):
-    """Own stack: the items dataset exists with a schema from an older release (fewer fields).
-    Personalize schemas cannot change, so the pipeline's schema names carry a content hash: it
-    creates the current schema, points the dataset at it (UpdateDataset) and the import works."""
-    other = start_stack(tmp_path_factory.mktemp("pipeline-old-schema") / "state")
+@pytest.fixture(scope="module")
+def other(tmp_path_factory: pytest.TempPathFactory):
+    """A second fresh account, for histories the main sequence does not have."""
+    running = start_stack(tmp_path_factory.mktemp("pipeline-other") / "state")
     try:
-        p = other.client("personalize")
-        old = {
-            "type": "record",
-            "name": "Items",
-            "namespace": "com.amazonaws.personalize.schema",
-            "fields": [{"name": "ITEM_ID", "type": "string"}, {"name": "CREATION_TIMESTAMP", "type": "long"}],
-            "version": "1.0",
-        }
-        group = p.create_dataset_group(name="personalize-ab-dev")["datasetGroupArn"]
-        while p.describe_dataset_group(datasetGroupArn=group)["datasetGroup"]["status"] != "ACTIVE":
-            time.sleep(0.2)
-        old_schema = p.create_schema(name="personalize-ab-dev-items", schema=json.dumps(old))["schemaArn"]
-        dataset = p.create_dataset(
-            name="personalize-ab-dev-items", datasetType="Items", datasetGroupArn=group, schemaArn=old_schema
-        )["datasetArn"]
-        other.upload_raw()
-        described = run(other, {"trainingMode": "FULL"})
-        current = p.describe_dataset(datasetArn=dataset)["dataset"]
-        assert current["schemaArn"] != old_schema and current["latestDatasetUpdate"]["status"] == "ACTIVE"
-        schema = json.loads(p.describe_schema(schemaArn=current["schemaArn"])["schema"]["schema"])
-        assert json.loads((ROOT / "datasets" / "schemas" / "items.json").read_text()) == schema
-        names = entered(history(other, described["executionArn"]))
-        assert names.count("Dataset: Replace schema") == 1  # items only; the others were created current
-        items = [i for i in json.loads(described["output"])["imports"] if i["kind"] == "items"]
-        assert items[0]["imported"] is True
+        yield running
     finally:
-        other.stop()
+        running.stop()
+
+
+def test_a_dataset_made_with_an_older_schema_moves_to_the_current_one(other):
+    """The items dataset exists with a schema from an older release (fewer fields). Personalize
+    schemas cannot change, so the pipeline's schema names carry a content hash: it creates the
+    current schema, points the dataset at it (UpdateDataset) and the import works."""
+    p = other.client("personalize")
+    old = {
+        "type": "record",
+        "name": "Items",
+        "namespace": "com.amazonaws.personalize.schema",
+        "fields": [{"name": "ITEM_ID", "type": "string"}, {"name": "CREATION_TIMESTAMP", "type": "long"}],
+        "version": "1.0",
+    }
+    group = p.create_dataset_group(name="personalize-ab-dev")["datasetGroupArn"]
+    while p.describe_dataset_group(datasetGroupArn=group)["datasetGroup"]["status"] != "ACTIVE":
+        time.sleep(0.2)
+    old_schema = p.create_schema(name="personalize-ab-dev-items", schema=json.dumps(old))["schemaArn"]
+    dataset = p.create_dataset(
+        name="personalize-ab-dev-items", datasetType="Items", datasetGroupArn=group, schemaArn=old_schema
+    )["datasetArn"]
+    other.upload_raw()
+    # margin -1: A and B are not deployed (the next test needs variants that never were)
+    described = run(other, {"trainingMode": "FULL", "qualityGate": {"margin": -1}})
+    current = p.describe_dataset(datasetArn=dataset)["dataset"]
+    assert current["schemaArn"] != old_schema and current["latestDatasetUpdate"]["status"] == "ACTIVE"
+    schema = json.loads(p.describe_schema(schemaArn=current["schemaArn"])["schema"]["schema"])
+    assert json.loads((ROOT / "datasets" / "schemas" / "items.json").read_text()) == schema
+    names = entered(history(other, described["executionArn"]))
+    assert names.count("Dataset: Replace schema") == 1  # items only; the others were created current
+    items = [i for i in json.loads(described["output"])["imports"] if i["kind"] == "items"]
+    assert items[0]["imported"] is True
+
+
+def test_a_variant_rejected_on_its_first_training_is_deployed_by_a_later_run(other):
+    record = experiment(other)["variants"]["A"]
+    assert "campaign_arn" not in record and record["last_rejection"]
+    run(other, {"trainingMode": "FULL", "variants": ["A"]})  # its solution exists, its campaign does not
+    a = experiment(other)["variants"]["A"]
+    campaign = other.client("personalize").describe_campaign(campaignArn=a["campaign_arn"])["campaign"]
+    assert (campaign["status"], campaign["solutionVersionArn"]) == ("ACTIVE", a["solution_version_arn"])

@@ -450,3 +450,23 @@ def test_a_training_that_fails_or_overruns_its_budget_fails_the_variant(sfn_env,
     out = _execute(sfn, _from(scope, "Variant: Training: status?", inject))
     assert (out["status"], out["error"]) == ("FAILED", "Pipeline.VariantFailed")
     assert out["cause"].startswith(cause)
+
+
+def test_a_choice_on_a_caught_error_reads_a_path_only_its_own_catch_writes():
+    """`New or existing?` once read `$.exists`, which a reused solution had already set: a campaign
+    created a moment before was then "updated" while still being created (ResourceInUse)."""
+    for scope in (
+        [ASL]
+        + [s["ItemProcessor"] for _, s, _ in STATES if "ItemProcessor" in s]
+        + [b for _, s, _ in STATES for b in s.get("Branches", [])]
+    ):
+        writers: dict[str, list[str]] = {}
+        for name, state in scope["States"].items():
+            for rule in state.get("Catch", []):
+                if rule.get("ResultPath"):
+                    writers.setdefault(rule["ResultPath"], []).append(name)
+        for name, state in scope["States"].items():
+            for rule in state.get("Choices", []):
+                path = rule.get("Variable")
+                if "IsPresent" in rule and path in writers and path not in ("$.failure",):
+                    assert len(writers[path]) == 1, f"{name} reads {path}, written by {writers[path]}"
