@@ -500,3 +500,44 @@ def test_a_variant_rejected_on_its_first_training_is_deployed_by_a_later_run(oth
     a = experiment(other)["variants"]["A"]
     campaign = other.client("personalize").describe_campaign(campaignArn=a["campaign_arn"])["campaign"]
     assert (campaign["status"], campaign["solutionVersionArn"]) == ("ACTIVE", a["solution_version_arn"])
+
+
+def test_native_auto_training_the_pipeline_only_gates_and_promotes(tmp_path_factory):
+    """Own stack with PerformAutoTraining=true (the documented switch): the first execution creates
+    every solution with auto-training on and, with no version to gate yet, deploys nothing and
+    succeeds; once Personalize has trained (done here by hand, as its schedule would), the next
+    execution gates and promotes those versions without training any itself."""
+    auto = start_stack(
+        tmp_path_factory.mktemp("pipeline-auto") / "state",
+        "--parameter-overrides",
+        "PerformAutoTraining=true",
+    )
+    try:
+        auto.upload_raw()
+        first = json.loads(run(auto, {"trainingMode": "FULL"})["output"])
+        assert {v["variant"]: v["outcome"] for v in first["variants"]} == dict.fromkeys(VARIANTS, "waiting")
+        assert (
+            "has not trained solution" in first["variants"][0]["reason"] and first["similarItems"]["waiting"]
+        )
+        p = auto.client("personalize")
+        group = p.list_dataset_groups()["datasetGroups"][0]["datasetGroupArn"]
+        solutions = p.list_solutions(datasetGroupArn=group)["solutions"]
+        assert len(solutions) == len(VARIANTS) + 2
+        versions = []
+        for s in solutions:
+            assert (
+                p.describe_solution(solutionArn=s["solutionArn"])["solution"]["performAutoTraining"] is True
+            )
+            assert not p.list_solution_versions(solutionArn=s["solutionArn"])["solutionVersions"]
+            versions.append(p.create_solution_version(solutionArn=s["solutionArn"])["solutionVersionArn"])
+        deadline = time.monotonic() + 120
+        while any(p.describe_solution_version(solutionVersionArn=v)["solutionVersion"]["status"] != "ACTIVE" for v in versions):  # fmt: skip
+            assert time.monotonic() < deadline, "Personalize's stand-in training did not finish"
+            time.sleep(0.5)
+        second = json.loads(run(auto, {"trainingMode": "FULL"})["output"])
+        assert {v["variant"]: v["outcome"] for v in second["variants"]} == dict.fromkeys(VARIANTS, "promote")
+        live = live_versions(auto)
+        assert set(live.values()) <= set(versions)
+        assert sum(len(p.list_solution_versions(solutionArn=s["solutionArn"])["solutionVersions"]) for s in solutions) == len(versions)  # fmt: skip
+    finally:
+        auto.stop()
