@@ -530,14 +530,23 @@ def test_native_auto_training_the_pipeline_only_gates_and_promotes(tmp_path_fact
             )
             assert not p.list_solution_versions(solutionArn=s["solutionArn"])["solutionVersions"]
             versions.append(p.create_solution_version(solutionArn=s["solutionArn"])["solutionVersionArn"])
-        deadline = time.monotonic() + 120
-        while any(p.describe_solution_version(solutionVersionArn=v)["solutionVersion"]["status"] != "ACTIVE" for v in versions):  # fmt: skip
-            assert time.monotonic() < deadline, "Personalize's stand-in training did not finish"
-            time.sleep(0.5)
+
+        def trained(arns: list[str]) -> None:
+            deadline = time.monotonic() + 120
+            while any(p.describe_solution_version(solutionVersionArn=v)["solutionVersion"]["status"] != "ACTIVE" for v in arns):  # fmt: skip
+                assert time.monotonic() < deadline, "Personalize's stand-in training did not finish"
+                time.sleep(0.5)
+
+        trained(versions)
+        a_solution = next(s["solutionArn"] for s in solutions if "-A-" in s["name"])
+        versions.append(
+            p.create_solution_version(solutionArn=a_solution)["solutionVersionArn"]
+        )  # a newer one
+        trained(versions[-1:])
         second = json.loads(run(auto, {"trainingMode": "FULL"})["output"])
         assert {v["variant"]: v["outcome"] for v in second["variants"]} == dict.fromkeys(VARIANTS, "promote")
         live = live_versions(auto)
-        assert set(live.values()) <= set(versions)
+        assert set(live.values()) <= set(versions) and live["A"] == versions[-1]  # the newest version
         assert sum(len(p.list_solution_versions(solutionArn=s["solutionArn"])["solutionVersions"]) for s in solutions) == len(versions)  # fmt: skip
     finally:
         auto.stop()
