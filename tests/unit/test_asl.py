@@ -239,6 +239,8 @@ def test_solutions_set_auto_training_explicitly_and_campaign_updates_poll_the_up
         for s in update_checks
         for c in s["Choices"]
     )
+    # a failed update ends the wait however it is spelled (CREATE FAILED in the model, UPDATE FAILED)
+    assert all({"StringMatches": "*FAILED"}.items() <= s["Choices"][1].items() for s in update_checks)
     stops = [n for n, s, _ in STATES if s.get("Resource", "").endswith(":stopSolutionVersionCreation")]
     assert stops and all(n.endswith("Training: timed out") for n in stops)
 
