@@ -1,7 +1,7 @@
 """Campaigns: deploy a solution version (load its model) and switch versions with UpdateCampaign.
 
 During an update `status` stays ACTIVE and the old version keeps serving; the update's own
-progress is `latestCampaignUpdate.status` (UPDATE PENDING → UPDATE IN_PROGRESS → ACTIVE | UPDATE FAILED).
+progress is `latestCampaignUpdate.status` (CREATE PENDING → CREATE IN_PROGRESS → ACTIVE | CREATE FAILED, as the service model documents CampaignUpdateSummary).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from local.personalize.datasets import RUNNING
 from local.personalize.errors import InUse, InvalidInput, LimitExceeded
 from local.personalize.ops import LIMITS, PENDING_SECONDS, operation, page, shaped
 
-UPDATING = ("UPDATE PENDING", "UPDATE IN_PROGRESS")
+UPDATING = ("CREATE PENDING", "CREATE IN_PROGRESS")
 
 
 def _active_version(engine, arn: str) -> dict:
@@ -85,7 +85,7 @@ def UpdateCampaign(engine, req):
         "campaignConfig": _check_config(req["campaignConfig"])
         if "campaignConfig" in req
         else campaign["campaignConfig"],
-        "status": "UPDATE PENDING",
+        "status": "CREATE PENDING",
         "creationDateTime": now,
         "lastUpdatedDateTime": now,
     }
@@ -104,7 +104,7 @@ def deploy(engine, arn: str) -> None:
         store.update("campaign", arn, status="CREATE IN_PROGRESS")
         target = campaign["solutionVersionArn"]
     elif update.get("status") in UPDATING:
-        update = {**update, "status": "UPDATE IN_PROGRESS", "lastUpdatedDateTime": time.time()}
+        update = {**update, "status": "CREATE IN_PROGRESS", "lastUpdatedDateTime": time.time()}
         store.update("campaign", arn, latestCampaignUpdate=update)
         target = update["solutionVersionArn"]
     else:
@@ -119,7 +119,7 @@ def deploy(engine, arn: str) -> None:
             store.update(
                 "campaign",
                 arn,
-                latestCampaignUpdate={**update, "status": "UPDATE FAILED", "failureReason": reason},
+                latestCampaignUpdate={**update, "status": "CREATE FAILED", "failureReason": reason},
             )
         else:
             store.update("campaign", arn, status="CREATE FAILED", failureReason=reason)

@@ -146,7 +146,7 @@ def test_update_training_and_update_campaign_keep_the_old_version_serving(engine
     )
     during = p.describe_campaign(campaignArn=trained["campaign"])["campaign"]
     assert during["status"] == "ACTIVE"
-    assert during["latestCampaignUpdate"]["status"] in ("UPDATE PENDING", "UPDATE IN_PROGRESS")
+    assert during["latestCampaignUpdate"]["status"] in ("CREATE PENDING", "CREATE IN_PROGRESS")
     assert during["solutionVersionArn"] == trained["version"]  # the old version serves meanwhile
     with pytest.raises(p.exceptions.ResourceInUseException):
         p.update_campaign(campaignArn=trained["campaign"], solutionVersionArn=trained["version"])
