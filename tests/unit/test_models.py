@@ -267,3 +267,19 @@ def test_loose_input_types_are_normalised():
     bad["TIMESTAMP"] = "yesterday"
     with pytest.raises(TrainingError, match="TIMESTAMP"):
         train("aws-user-personalization", bad)
+
+
+def test_v2_learns_from_item_metadata_so_a_cold_item_reaches_its_genres_fans():
+    """-v2 adds the items' categorical fields to the model (side information): an item nobody has
+    touched yet scores for the users of its genre; v1, from interactions alone, cannot score it."""
+    items = planted_items({"cold_a": ("GroupA", T0 - 400 * DAY)})
+    v1, _ = train("aws-user-personalization", items=items)
+    v2, _ = train("aws-user-personalization-v2", items=items)
+    cold = v2.catalog.index["cold_a"]
+    fan, other = v2.user_scores("u1"), v2.user_scores("u40")  # groups "a" and "b"
+    assert fan[cold] > 0 and fan[cold] > other[cold]
+    assert v1.user_scores("u1")[cold] == 0
+    updated, _ = train(
+        "aws-user-personalization-v2", planted_interactions(seed=1), items=items, mode="UPDATE", previous=v2
+    )
+    assert updated.user_scores("u1")[cold] > 0  # UPDATE keeps what the metadata taught
