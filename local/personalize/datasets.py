@@ -80,6 +80,16 @@ def CreateDatasetGroup(engine, req):
     return {"datasetGroupArn": arn}
 
 
+def _schema_for(engine, schema_arn: str, dataset_type: str) -> dict:
+    """The schema record, checked to fit a dataset of this type (InvalidInput naming what is wrong)."""
+    schema = engine.store.get("schema", schema_arn)
+    try:
+        importer.check_dataset_schema(importer.parse_schema(schema["schema"]), dataset_type)
+    except importer.SchemaError as exc:
+        raise InvalidInput(str(exc)) from None
+    return schema
+
+
 @operation("personalize")
 def DescribeDatasetGroup(engine, req):
     return shaped(
@@ -115,11 +125,7 @@ def CreateDataset(engine, req):
         raise InvalidInput(f"datasetType must be one of {list(DATASET_TYPES)}, not {req['datasetType']!r}.")
     group = engine.store.get("dataset-group", req["datasetGroupArn"])
     require_active(group, "dataset group")
-    schema = engine.store.get("schema", req["schemaArn"])
-    try:
-        importer.check_dataset_schema(importer.parse_schema(schema["schema"]), dataset_type)
-    except importer.SchemaError as exc:
-        raise InvalidInput(str(exc)) from None
+    schema = _schema_for(engine, req["schemaArn"], dataset_type)
     arn = engine.arn("dataset", group["name"], dataset_type)
     record = {
         "name": req["name"],
@@ -152,11 +158,7 @@ def ListDatasets(engine, req):
 def UpdateDataset(engine, req):
     record = engine.store.get("dataset", req["datasetArn"])
     require_active(record, "dataset")
-    schema = engine.store.get("schema", req["schemaArn"])
-    try:
-        importer.check_dataset_schema(importer.parse_schema(schema["schema"]), record["datasetType"])
-    except importer.SchemaError as exc:
-        raise InvalidInput(str(exc)) from None
+    schema = _schema_for(engine, req["schemaArn"], record["datasetType"])
     now = time.time()
     update = {
         "schemaArn": schema["schemaArn"],
