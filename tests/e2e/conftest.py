@@ -87,6 +87,12 @@ class RunningStack:
                 return described
             time.sleep(0.5)
 
+    def __enter__(self) -> RunningStack:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
     def stop(self) -> int | None:
         """SIGTERM (as Ctrl-C would): the stack snapshots its state and exits."""
         if self.process is None or self.process.poll() is not None:
@@ -152,11 +158,8 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory):
             state, read_env_file(state / "endpoints.env"), json.loads((state / "outputs.json").read_text())
         )
         return
-    stack = start_stack(tmp_path_factory.mktemp("local-stack") / "state")
-    try:
+    with start_stack(tmp_path_factory.mktemp("local-stack") / "state") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")

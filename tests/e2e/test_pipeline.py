@@ -170,11 +170,8 @@ def upload_csv_with_renamed_column(stack: RunningStack, old: str, new: str) -> N
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
-    running = start_stack(tmp_path_factory.mktemp("pipeline") / "state")
-    try:
+    with start_stack(tmp_path_factory.mktemp("pipeline") / "state") as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -454,11 +451,8 @@ def test_a_recipe_the_engine_rejects_fails_the_variant_with_the_real_cause(tmp_p
 @pytest.fixture(scope="module")
 def other(tmp_path_factory: pytest.TempPathFactory):
     """A second fresh account, for histories the main sequence does not have."""
-    running = start_stack(tmp_path_factory.mktemp("pipeline-other") / "state")
-    try:
+    with start_stack(tmp_path_factory.mktemp("pipeline-other") / "state") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_a_dataset_made_with_an_older_schema_moves_to_the_current_one(other):

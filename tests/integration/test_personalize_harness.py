@@ -16,6 +16,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from local.personalize import PersonalizeServer
+from tests.conftest import use_fake_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "datasets" / "sample"
@@ -201,13 +202,7 @@ class Engine:
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        mp.setenv(key, value)
-    mp.delenv("AWS_PROFILE", raising=False)
+    use_fake_credentials(mp)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

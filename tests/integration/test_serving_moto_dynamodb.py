@@ -15,13 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def ddb(monkeypatch):
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-    }.items():
-        monkeypatch.setenv(k, v)
+def ddb(fake_aws_env):
     moto_dynamodb.install()
     with mock_aws():
         c = boto3.client("dynamodb")

@@ -289,15 +289,9 @@ def _substituted(definition: dict, values: dict) -> dict:
 
 
 @pytest.fixture
-def sfn_env(monkeypatch):
+def sfn_env(fake_aws_env):
     from moto import mock_aws
 
-    for k, v in {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-    }.items():
-        monkeypatch.setenv(k, v)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         import boto3
 
