@@ -1,4 +1,11 @@
-"""Live progress of a Step Functions execution, state by state, from GetExecutionHistory."""
+"""Live progress of a Step Functions execution, state by state, from GetExecutionHistory.
+
+One line per finished working state. Which states are work, and whose item a state of a Map
+iteration works on, comes from the definition (statemachines/training.py's views): a poll loop
+shows as the time between the call that started the work and the next line, and the iterations
+read "Variant A: Create solution". States the definition does not know (another state machine)
+are shown when they are Tasks, Maps or Parallels.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +13,40 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, TextIO
 
+from statemachines.asl import View
+
 _FAILURE_EVENTS = ("Failed", "TimedOut", "Aborted")
-# Lines are printed for the states that do work (Task, Map, Parallel). Pass/Choice/Wait states
-# and the Describe step of a Wait + Describe + Choice loop are bookkeeping: a poll loop shows as
-# the time between the call that started the work and the next line.
-_SHOWN_TYPES = ("Task", "Map", "Parallel")
-_POLL_SUFFIX = ": describe"
+_WORK_TYPES = ("Task", "Map", "Parallel")
 
 
-def shown(event_type: str, state: str) -> bool:
-    """Whether a finished state gets its own progress line."""
-    return event_type.startswith(_SHOWN_TYPES) and not state.endswith(_POLL_SUFFIX)
+@cache
+def training_views() -> dict[str, View]:
+    from statemachines import training
+
+    return training.machine()[1].views()
+
+
+def _label(view: View | None, entered_input: str | None) -> str | None:
+    """The item a Map iteration's state works on, read from the state's input at view.label."""
+    if view is None or not view.label or not entered_input:
+        return None
+    try:
+        value: Any = json.loads(entered_input)
+        for key in view.label.removeprefix("$.").split("."):
+            value = value[key]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def display_name(name: str, view: View | None, label: str | None) -> str:
+    """"Variant: Create solution" -> "Variant A: Create solution" when the item is known."""
+    if view is None or not label or not view.prefix or not name.startswith(f"{view.prefix}: "):
+        return name
+    return f"{view.prefix} {label}: {name.removeprefix(view.prefix + ': ')}"
 
 
 @dataclass
@@ -30,6 +58,7 @@ class Outcome:
     cause: str | None = None
     failed_state: str | None = None
     states: list[tuple[str, float]] = field(default_factory=list)  # (state, seconds) as exited
+    events: int = 0  # history events of the execution (Step Functions fails one at 25,000)
 
 
 def readable_cause(cause: str | None) -> str | None:
@@ -50,9 +79,10 @@ def readable_cause(cause: str | None) -> str | None:
 class ProgressPrinter:
     """Turns history events into one line per finished working state, with elapsed times."""
 
-    def __init__(self, out: TextIO = sys.stdout):
+    def __init__(self, out: TextIO = sys.stdout, views: dict[str, View] | None = None):
         self.out = out
-        self.entered: dict[tuple[str, int], float] = {}  # (state, enteredEventId) -> time
+        self.views = training_views() if views is None else views
+        self.entered: dict[tuple[str, int], tuple[float, str | None]] = {}  # (state, id) -> (time, label)
         self.open_by_name: dict[str, list[int]] = {}
         self.started: float | None = None
         self.outcome = Outcome(status="RUNNING", seconds=0.0)
@@ -61,20 +91,23 @@ class ProgressPrinter:
     def feed(self, event: dict) -> None:
         kind = event["type"]
         when = event["timestamp"].timestamp()
+        self.outcome.events += 1
         if self.started is None:
             self.started = when
         elapsed = when - self.started
         if kind.endswith("StateEntered"):
-            name = event["stateEnteredEventDetails"]["name"]
+            details = event["stateEnteredEventDetails"]
+            name = details["name"]
             self.open_by_name.setdefault(name, []).append(event["id"])
-            self.entered[(name, event["id"])] = when
+            self.entered[(name, event["id"])] = (when, _label(self.views.get(name), details.get("input")))
         elif kind.endswith("StateExited"):
             name = event["stateExitedEventDetails"]["name"]
             opened = self.open_by_name.get(name) or []
-            began = self.entered.pop((name, opened.pop()), when) if opened else when
+            began, label = self.entered.pop((name, opened.pop()), (when, None)) if opened else (when, None)
             self.outcome.states.append((name, when - began))
-            if shown(kind, name):
-                self._line(f"[{elapsed:6.1f}s] ✓ {name} ({when - began:.1f}s)")
+            view = self.views.get(name)
+            if view.shown if view else kind.startswith(_WORK_TYPES):
+                self._line(f"[{elapsed:6.1f}s] ✓ {display_name(name, view, label)} ({when - began:.1f}s)")
         elif kind.endswith(_FAILURE_EVENTS) and not kind.startswith("Execution"):
             details = next((v for k, v in event.items() if k.endswith("EventDetails")), {}) or {}
             open_states = [n for n, ids in self.open_by_name.items() if ids]

@@ -92,12 +92,28 @@ def to_sfn(value: Any, shape: Shape | None) -> Any:
     return value
 
 
+@cache
+def modelled_errors(service: str) -> frozenset[str]:
+    model = botocore.session.get_session().get_service_model(service)
+    return frozenset(
+        shape.metadata.get("error", {}).get("code", name)
+        for name in model.shape_names
+        if (shape := model.shape_for(name)).metadata.get("exception")
+    )
+
+
 def error_name(service: str, exc: ClientError) -> str:
-    """`Personalize.ResourceAlreadyExistsException`, as Step Functions names it."""
+    """`Personalize.ResourceAlreadyExistsException`, as Step Functions names it.
+
+    An error the service model does not declare (ThrottlingException, a 5xx fault) is the SDK's
+    base exception of the service, `Personalize.PersonalizeException`: Step Functions' aws-sdk
+    integration raises what the AWS SDK for Java raises (see statemachines/asl.py, SDK_TRANSIENT).
+    """
     code = exc.response.get("Error", {}).get("Code") or type(exc).__name__
-    if not code.endswith("Exception"):
-        code += "Exception"
-    return f"{error_service_name(service)}.{code}"
+    prefix = error_service_name(service)
+    if code not in modelled_errors(service):
+        return f"{prefix}.{prefix}Exception"
+    return f"{prefix}.{code if code.endswith('Exception') else code + 'Exception'}"
 
 
 def install() -> None:

@@ -53,8 +53,7 @@ PERSONALIZE_SERVICES = ("PERSONALIZE", "PERSONALIZE_RUNTIME", "PERSONALIZE_EVENT
 # Names the template does not declare are ignored (and reported).
 LOCAL_PARAMETERS = {
     "Environment": "dev",
-    "PollSeconds": 1,
-    "PollIntervalSeconds": 1,
+    "PollSchedule": "1",
     "NotificationEmail": "",
     "EnableVpcEndpoints": "false",
 }

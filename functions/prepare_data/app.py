@@ -135,24 +135,16 @@ def lambda_handler(event: dict, context) -> dict:
         _put_json(s3, bucket, report_key, report)
         raise DataError(f"{exc} Data report: s3://{bucket}/{report_key}") from None
 
-    interactions = cleaned["interactions"]
     watermark = int(existing["interactions_watermark"]) if existing and existing.get("interactions_watermark") else None  # fmt: skip
-    if import_mode == "INCREMENTAL":
-        interactions = prep.Cleaned(prep.incremental(interactions.frame, watermark), interactions.rejected, interactions.columns)  # fmt: skip
-    datasets = {}
-    for kind, data in {**cleaned, "interactions": interactions}.items():
-        key = f"training/{run_id}/{kind}.csv"
-        s3.put_object(
-            Bucket=bucket, Key=key, Body=prep.personalize_csv(data).encode(), ContentType="text/csv"
-        )
-        datasets[kind] = {
-            "present": len(data.frame) > 0,  # INCREMENTAL with nothing new: no import
-            "s3Uri": f"s3://{bucket}/{key}",
-            "rows": len(data.frame),
-            "schema": json.dumps(prep.load_schema(kind)),
-        }
+    datasets = {kind: _training_file(s3, bucket, run_id, kind, data, import_mode, watermark) for kind, data in cleaned.items()}  # fmt: skip
     for kind in prep.KINDS:
-        datasets.setdefault(kind, {"present": False, "rows": 0, "schema": json.dumps(prep.load_schema(kind))})
+        datasets.setdefault(kind, {"present": False, "rows": 0, "importMode": "NONE", "schema": json.dumps(prep.load_schema(kind))})  # fmt: skip
+    skipped = datasets["interactions"]["importMode"] == "NONE"
+    if skipped:
+        report["warnings"].append(
+            f"{datasets['interactions']['newRows']} new interactions were not imported: an INCREMENTAL import needs at "
+            f"least {plan.MIN_INCREMENTAL_INTERACTIONS} (Personalize). They go with the next import."
+        )
 
     for kind, env in (("items", "ITEMS_TABLE"), ("users", "USERS_TABLE")):
         if kind in cleaned and os.environ.get(env):
@@ -171,8 +163,7 @@ def lambda_handler(event: dict, context) -> dict:
         **output,
         "runId": run_id,
         "experimentId": experiment_id,
-        "importMode": import_mode,
-        "newWatermark": int(cleaned["interactions"].frame["TIMESTAMP"].max()),
+        "newWatermark": watermark if skipped else int(cleaned["interactions"].frame["TIMESTAMP"].max()),
         "reportUri": f"s3://{bucket}/{report_key}",
         "warnings": report["warnings"],
     }
@@ -195,7 +186,6 @@ def make_plan(run_id: str, training_mode: str, wanted, record: dict, datasets: d
             "prefix": prefix,
             "datasetGroupName": prefix,
             "eventTrackerName": f"{prefix}-tracker",
-            "performAutoTraining": os.environ.get("PERFORM_AUTO_TRAINING", "false").lower() == "true",
             "datasets": plan.datasets(prefix, run_id, datasets),
             "variants": variants,
             "baseline": plan.solution(prefix, "baseline", plan.BASELINE_RECIPE, "FULL", campaign=False),
@@ -204,6 +194,31 @@ def make_plan(run_id: str, training_mode: str, wanted, record: dict, datasets: d
         }
     except plan.PlanError as exc:
         raise DataError(str(exc)) from None
+
+
+def _training_file(s3, bucket: str, run_id: str, kind: str, data: prep.Cleaned, requested: str, watermark: int | None) -> dict:  # fmt: skip
+    """Write training/<run>/<kind>.csv (and the new interactions beside it for an INCREMENTAL
+    import); return the dataset's import plan (plan.import_mode decides the mode)."""
+    full = _put_csv(s3, bucket, f"training/{run_id}/{kind}.csv", data)
+    new = data
+    if kind == "interactions" and watermark is not None:
+        new = prep.Cleaned(prep.incremental(data.frame, watermark), data.rejected, data.columns)
+    mode = plan.import_mode(requested, kind, len(new.frame), watermark is not None)
+    uri = _put_csv(s3, bucket, f"training/{run_id}/{kind}-new.csv", new) if mode == "INCREMENTAL" and new is not data else full  # fmt: skip
+    return {
+        "present": len(data.frame) > 0,
+        "importMode": mode,
+        "s3Uri": uri,
+        "fullS3Uri": full,
+        "rows": {"FULL": len(data.frame), "INCREMENTAL": len(new.frame), "NONE": 0}[mode],
+        "newRows": len(new.frame),
+        "schema": json.dumps(prep.load_schema(kind)),
+    }
+
+
+def _put_csv(s3, bucket: str, key: str, data: prep.Cleaned) -> str:
+    s3.put_object(Bucket=bucket, Key=key, Body=prep.personalize_csv(data).encode(), ContentType="text/csv")
+    return f"s3://{bucket}/{key}"
 
 
 def _put_json(s3, bucket: str, key: str, body: dict) -> None:

@@ -11,7 +11,13 @@ import hashlib
 import json
 import re
 
-UPDATE_RECIPES = {"aws-user-personalization", "aws-user-personalization-v2"}
+# botocore personalize model, CreateSolutionVersionRequest$trainingMode: "The UPDATE option can only
+# be used when you already have an active solution version created from the input solution using
+# the FULL option and the input solution was trained with the User-Personalization recipe or the
+# legacy HRNN-Coldstart recipe" -- not -v2 recipes. Every other variant trains FULL when UPDATE is asked.
+UPDATE_RECIPES = {"aws-user-personalization", "aws-hrnn-coldstart"}
+MAX_VARIANTS = 5  # the template's VariantNames pattern; statemachines/training.py's history budget
+MIN_INCREMENTAL_INTERACTIONS = 1000
 BASELINE_RECIPE = "aws-popularity-count"
 POPULARITY_RECIPES = {"aws-popularity-count", "aws-trending-now"}
 DATASET_TYPES = {"interactions": "Interactions", "items": "Items", "users": "Users"}
@@ -76,6 +82,8 @@ def variants(
         recipes = recipes * len(names)
     if len(recipes) != len(names):
         raise PlanError(f"VariantRecipes names {len(recipes)} recipes for {len(names)} variants; give one per variant.")  # fmt: skip
+    if len(names) > MAX_VARIANTS:
+        raise PlanError(f"VariantNames names {len(names)} variants; at most {MAX_VARIANTS} are supported.")
     unknown = sorted(set(wanted or []) - set(names))
     if unknown:
         raise PlanError(f"unknown variant(s) {unknown} in the execution input; configured: {names}")
@@ -105,11 +113,30 @@ def schema_version(schema: str | None) -> str:
     return hashlib.sha1(canonical.encode()).hexdigest()[:8]
 
 
+def import_mode(requested: str, kind: str, new_rows: int, has_watermark: bool) -> str:
+    """FULL, INCREMENTAL or NONE (nothing to import) for one dataset, by Personalize's rules.
+
+    - "If you haven't imported bulk records into the dataset previously, you can only specify
+      FULL" (CreateDatasetImportJobRequest$importMode): INCREMENTAL only after a recorded import
+      (the watermark; the state machine also imports FULL into a dataset it has just created).
+    - "To append data to an Item interactions dataset ... you must have at minimum 1000 new item
+      interaction ... records" (https://docs.aws.amazon.com/personalize/latest/dg/bulk-data-import.html,
+      Import modes): fewer new interactions are not imported this time; they stay newer than the
+      watermark and go with the next import (or reach Personalize through PutEvents meanwhile).
+    """
+    if requested != "INCREMENTAL" or not has_watermark:
+        return "FULL"
+    if kind == "interactions" and new_rows < MIN_INCREMENTAL_INTERACTIONS:
+        return "NONE"
+    return "INCREMENTAL"
+
+
 def datasets(prefix: str, run_id: str, prepared: dict[str, dict]) -> list[dict]:
-    """One entry per dataset type, with what the import needs (absent files are skipped, not imported)."""
+    """One entry per dataset type, with what the import needs: importMode FULL | INCREMENTAL | NONE,
+    s3Uri (what that mode imports) and fullS3Uri (everything). Absent files are not imported."""
     out = []
     for kind, dataset_type in DATASET_TYPES.items():
-        info = prepared.get(kind) or {"present": False, "rows": 0}
+        info = prepared.get(kind) or {"present": False, "rows": 0, "importMode": "NONE"}
         out.append({
             "kind": kind,
             "datasetType": dataset_type,

@@ -219,7 +219,8 @@ def test_handler_prepares_sample_loads_tables_and_creates_record(aws):
     out = app.lambda_handler({"runId": "run1", "trainingMode": "UPDATE"}, None)
     datasets = {d["kind"]: d for d in out["datasets"]}
     assert datasets["interactions"]["rows"] == 15895 and datasets["interactions"]["present"]
-    assert datasets["items"]["s3Uri"] == "s3://data/training/run1/items.csv"
+    assert datasets["items"]["s3Uri"] == datasets["items"]["fullS3Uri"] == "s3://data/training/run1/items.csv"
+    assert {d["importMode"] for d in datasets.values()} == {"FULL"}  # no import recorded yet: FULL only
     assert json.loads(datasets["users"]["schema"])["name"] == "Users"
     assert datasets["users"]["arnType"] == "USERS" and datasets["users"]["datasetName"] == "pab-dev-users"
     assert datasets["interactions"]["importJobName"].startswith("pab-dev-int-")
@@ -231,7 +232,7 @@ def test_handler_prepares_sample_loads_tables_and_creates_record(aws):
     assert out["variants"][1]["solutionName"] == "pab-dev-B-user-personalization"
     assert out["variants"][1]["campaignName"] == "pab-dev-B"
     assert out["baseline"]["recipeArn"] == "arn:aws:personalize:::recipe/aws-popularity-count"
-    assert out["similarItems"]["campaignName"] == "pab-dev-similar" and out["performAutoTraining"] is False
+    assert out["similarItems"]["campaignName"] == "pab-dev-similar"
     body = s3.get_object(Bucket="data", Key="training/run1/interactions.csv")["Body"].read().decode()
     assert body.splitlines()[0] == "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE,EVENT_VALUE"
     report = json.loads(s3.get_object(Bucket="data", Key="reports/run1/data-report.json")["Body"].read())
@@ -263,9 +264,22 @@ def test_handler_keeps_live_variants_and_updates_when_possible(aws):
     assert [(v["name"], v["trainingMode"]) for v in out["variants"]] == [("B", "UPDATE")]
     record = table.get_item(Key={"experiment_id": "recs-ab"})["Item"]
     assert record["variants"]["B"]["weight"] == 80  # the operator's weight survives
-    body = s3.get_object(Bucket="data", Key="training/r2/interactions.csv")["Body"].read()
-    newer = pd.read_csv(io.BytesIO(body))
-    assert 0 < len(newer) < 15895 and (newer["TIMESTAMP"] > NOW - 86400 * 2).all()
+    interactions = next(d for d in out["datasets"] if d["kind"] == "interactions")
+    # fewer than 1000 new interactions: Personalize refuses such an INCREMENTAL import, so none is
+    # made, and the watermark stays where it was (the new rows go with the next import)
+    assert 0 < interactions["newRows"] < 1000 and interactions["importMode"] == "NONE"
+    assert out["newWatermark"] == NOW - 86400 * 2 and "not imported" in " ".join(out["warnings"])
+    table.update_item(Key={"experiment_id": "recs-ab"}, UpdateExpression="SET interactions_watermark = :m",
+                      ExpressionAttributeValues={":m": NOW - 86400 * 20})  # fmt: skip
+    out = app.lambda_handler({"runId": "r3", "trainingMode": "UPDATE", "importMode": "INCREMENTAL"}, None)
+    interactions = next(d for d in out["datasets"] if d["kind"] == "interactions")
+    assert interactions["importMode"] == "INCREMENTAL" and interactions["rows"] >= 1000
+    assert interactions["s3Uri"] == "s3://data/training/r3/interactions-new.csv" != interactions["fullS3Uri"]
+    newer = pd.read_csv(io.BytesIO(s3.get_object(Bucket="data", Key="training/r3/interactions-new.csv")["Body"].read()))
+    assert len(newer) == interactions["rows"] < 15895 and (newer["TIMESTAMP"] > NOW - 86400 * 20).all()
+    assert out["newWatermark"] == newer["TIMESTAMP"].max()
+    items = next(d for d in out["datasets"] if d["kind"] == "items")
+    assert items["importMode"] == "INCREMENTAL" and items["s3Uri"] == items["fullS3Uri"]  # upsert by id
 
 
 def test_handler_fails_with_a_cause_that_says_what_to_fix(aws):
@@ -296,14 +310,26 @@ def test_plan_names_and_config_errors():
         sys.path.remove(str(FUNC))
     live = "arn:aws:personalize:us-east-1:1:solution/p-dev-A-user-personalization-v2/abc123"
     record = {"variants": {"A": {"solution_version_arn": live}}}
+    # -v2 recipes cannot UPDATE (CreateSolutionVersion trainingMode), even with a FULL version
     out = plan.variants("p-dev", ["A", "B"], ["aws-user-personalization-v2"], record, None, "UPDATE")
     assert [(v["solutionName"], v["trainingMode"]) for v in out] == [
-        ("p-dev-A-user-personalization-v2", "UPDATE"),  # has a FULL version: UPDATE is allowed
+        ("p-dev-A-user-personalization-v2", "FULL"),
         ("p-dev-B-user-personalization-v2", "FULL"),
     ]
+    v1 = "arn:aws:personalize:us-east-1:1:solution/p-dev-A-user-personalization/abc123"
+    out = plan.variants("p-dev", ["A"], ["aws-user-personalization"], {"variants": {"A": {"solution_version_arn": v1}}}, None, "UPDATE")  # fmt: skip
+    assert [(v["solutionName"], v["trainingMode"]) for v in out] == [("p-dev-A-user-personalization", "UPDATE")]
     # A's recipe changed: its new solution has no version yet (Personalize would reject UPDATE)
     out = plan.variants("p-dev", ["A"], ["aws-user-personalization"], record, None, "UPDATE")
     assert [(v["solutionName"], v["trainingMode"]) for v in out] == [("p-dev-A-user-personalization", "FULL")]
+    assert plan.UPDATE_RECIPES == {"aws-user-personalization", "aws-hrnn-coldstart"}
+    with pytest.raises(plan.PlanError, match="at most 5"):
+        plan.variants("p", list("ABCDEF"), ["aws-popularity-count"], None, None, "FULL")
+    assert plan.import_mode("INCREMENTAL", "interactions", 999, True) == "NONE"
+    assert plan.import_mode("INCREMENTAL", "interactions", 1000, True) == "INCREMENTAL"
+    assert plan.import_mode("INCREMENTAL", "interactions", 5000, False) == "FULL"  # nothing imported yet
+    assert plan.import_mode("INCREMENTAL", "items", 3, True) == "INCREMENTAL"
+    assert plan.import_mode("FULL", "interactions", 0, True) == "FULL"
     with pytest.raises(plan.PlanError, match="one per variant"):
         plan.variants("p", ["A", "B", "C"], ["x", "y"], None, None, "FULL")
     with pytest.raises(plan.PlanError, match="shorten ProjectName"):

@@ -83,6 +83,12 @@ def test_error_names_as_step_functions_reports_them():
     assert adapter.error_name("stepfunctions", err("ExecutionDoesNotExist")) == "Sfn.ExecutionDoesNotExistException"  # fmt: skip
     assert adapter.error_name("dynamodb", err("ConditionalCheckFailedException")) == "DynamoDb.ConditionalCheckFailedException"  # fmt: skip
     assert adapter.error_name("cloudwatch", err("InvalidParameterValue")) == "CloudWatch.InvalidParameterValueException"  # fmt: skip
+    # Undeclared errors (throttling, 5xx) are the SDK's base exception of the service, which the
+    # state machine's retriers name (statemachines/asl.py SDK_TRANSIENT); "Personalize.ThrottlingException"
+    # never reaches a workflow.
+    assert adapter.error_name("personalize", err("ThrottlingException")) == "Personalize.PersonalizeException"
+    assert adapter.error_name("stepfunctions", err("ThrottlingException")) == "Sfn.SfnException"
+    assert adapter.error_name("personalize", err("LimitExceededException")) == "Personalize.LimitExceededException"
 
 
 # --- through moto's engine: moto implements Personalize's schema APIs in-process -------------------

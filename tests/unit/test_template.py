@@ -34,6 +34,7 @@ FUNCTIONS = (
     "ExperimentsFunction",
     "PrepareDataFunction",
     "QualityGateFunction",
+    "ModelMonitorFunction",
 )
 OUTPUTS = (
     "ApiUrl",
@@ -213,7 +214,7 @@ def check_schedules(doc: dict) -> None:
             e["Properties"]
             for e in events.values()
             if e.get("Type") == "ScheduleV2"
-            and json.loads(e["Properties"]["Input"]) == {"trainingMode": mode}
+            and json.loads(e["Properties"]["Input"])["trainingMode"] == mode
         ]
         assert len(matching) == 1, f"one {mode} schedule expected, found {len(matching)}"
         schedule = matching[0]
@@ -222,8 +223,10 @@ def check_schedules(doc: dict) -> None:
     conditions = doc["Conditions"]
     assert conditions["UpdateScheduleOn"] == {"Fn::Equals": [{"Ref": "EnableUpdateSchedule"}, "true"]}
     assert conditions["FullScheduleOn"] == {"Fn::Equals": [{"Ref": "EnableFullSchedule"}, "true"]}
-    assert doc["Parameters"]["UpdateSchedule"]["Default"] == "rate(7 days)"
-    assert doc["Parameters"]["FullSchedule"]["Default"] == "rate(30 days)"
+    # AWS: complete a FULL retraining weekly; UPDATE (which stops automatic updates) only on request
+    assert doc["Parameters"]["FullSchedule"]["Default"] == "rate(7 days)"
+    assert doc["Parameters"]["EnableFullSchedule"]["Default"] == "true"
+    assert doc["Parameters"]["EnableUpdateSchedule"]["Default"] == "false"
 
 
 def check_function_globals(doc: dict) -> None:
@@ -261,7 +264,7 @@ def check_state_machine(doc: dict) -> None:
     logging = p.get("Logging") or {}
     assert logging.get("Level") in ("ERROR", "ALL", "FATAL"), "state machine logging"
     subs = p["DefinitionSubstitutions"]
-    for key in ("PollSeconds", "MaxPolls", "ProjectPrefix", "PersonalizeRoleArn", "ExperimentsTable"):
+    for key in ("PollSchedule", "MaxPolls", "ProjectPrefix", "PersonalizeRoleArn", "ExperimentsTable"):
         assert key in subs, f"substitution {key} missing"
 
 
@@ -563,6 +566,7 @@ def test_switches_resolve_both_ways():
             "EnableVpcEndpoints": "true",
             "NotificationEmail": "ops@example.com",
             "EnableFullSchedule": "false",
+            "EnableUpdateSchedule": "true",
         },
     )
     request = table_request(on, on.resources["ItemsTable"])
