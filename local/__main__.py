@@ -218,6 +218,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(
                 f"  trained in {outcome.seconds:.1f}s (execution); ready {time.perf_counter() - begun:.1f}s after start"
             )
+            print(f"  execution history: {outcome.events:,} events ({stack.history_budget()})")
         stack.write_endpoints_file()
         _print_ready(stack, trained)
         if args.simulate:

@@ -43,7 +43,7 @@ def _label(view: View | None, entered_input: str | None) -> str | None:
 
 
 def display_name(name: str, view: View | None, label: str | None) -> str:
-    """"Variant: Create solution" -> "Variant A: Create solution" when the item is known."""
+    """ "Variant: Create solution" -> "Variant A: Create solution" when the item is known."""
     if view is None or not label or not view.prefix or not name.startswith(f"{view.prefix}: "):
         return name
     return f"{view.prefix} {label}: {name.removeprefix(view.prefix + ': ')}"

@@ -442,6 +442,17 @@ class LocalStack:
             raise StackError(f"no data to train on: {source} is missing or empty (see datasets/README.md)")
         return prov.upload_directory(self.client, self.data_bucket(), "raw", source)
 
+    def history_budget(self) -> str:
+        """The worst-case history of a training execution at this stack's settings, as a phrase."""
+        from statemachines.training import history_budget
+
+        if not {"MaxPolls", "VariantNames"} <= set(self.template.parameters):
+            return "another state machine: no budget computed"
+        max_polls = int(self.template.resolve({"Ref": "MaxPolls"}))
+        variants = len(str(self.template.resolve({"Ref": "VariantNames"})).split(","))
+        worst = history_budget(max_polls, variants)
+        return f"worst case at MaxPolls {max_polls} with {variants} variants: {worst:,} of Step Functions' 25,000"
+
     def train(self, mode: str = "FULL", out: TextIO | None = None, timeout: float = 1800):
         from local.progress import follow
 

@@ -100,7 +100,7 @@ def fmt(template: str, *paths: str) -> str:
 
 
 def pascal(words: str) -> str:
-    """"Auto-training update" -> "AutoTrainingUpdate"."""
+    """ "Auto-training update" -> "AutoTrainingUpdate"."""
     return "".join(w[:1].upper() + w[1:] for w in words.replace("-", " ").split())
 
 
@@ -165,9 +165,13 @@ class Flow:
         """Every state of this flow and the flows nested in it, as the progress display sees it."""
         bookkeeping = {name for loop in self.loops for name in loop.states}
         out = {
-            name: View(state["Type"] in ("Task", "Map", "Parallel") and name not in bookkeeping, self.prefix, self.label)
+            name: View(
+                state["Type"] in ("Task", "Map", "Parallel") and name not in bookkeeping,
+                self.prefix,
+                self.label,
+            )
             for name, state in self.states.items()
-        }  # fmt: skip
+        }
         for child, _ in self.nested:
             out |= child.views()
         return out
@@ -191,11 +195,15 @@ class Flow:
         `catch` = (error, result path, next) pairs tried before States.ALL, which goes to the
         flow's failure state with the error at $.failure, or to `otherwise` = (result path, next)."""
         catches = [{"ErrorEquals": [e], "ResultPath": p, "Next": self.name(n)} for e, p, n in catch]
-        path, target = (otherwise[0], self.name(otherwise[1])) if otherwise else ("$.failure", self.on_failure)
+        path, target = (
+            (otherwise[0], self.name(otherwise[1])) if otherwise else ("$.failure", self.on_failure)
+        )
         catches.append({"ErrorEquals": ["States.ALL"], "ResultPath": path, "Next": target})
         state = {"Type": "Task", "Comment": comment, "Resource": resource, "Parameters": params}
         self.add(local, {**state, "ResultSelector": selector, "TimeoutSeconds": timeout})
-        self.states[self.name(local)].update(ResultPath=result, Retry=integration_retry(resource), Catch=catches)
+        self.states[self.name(local)].update(
+            ResultPath=result, Retry=integration_retry(resource), Catch=catches
+        )
         self.states[self.name(local)].update({"Next": self.name(next)} if next else {"End": True})
         return local
 
@@ -213,7 +221,9 @@ class Flow:
 
     def choice(self, local: str, rules: list[dict], default: str, comment: str | None = None) -> str:
         rules = [{**rule, "Next": self.name(rule["Next"])} for rule in rules]
-        return self.add(local, {"Type": "Choice", "Comment": comment, "Choices": rules, "Default": self.name(default)})  # fmt: skip
+        return self.add(
+            local, {"Type": "Choice", "Comment": comment, "Choices": rules, "Default": self.name(default)}
+        )
 
     def wait(self, local: str, seconds_path: str, next: str) -> str:
         return self.add(local, {"Type": "Wait", "SecondsPath": seconds_path, "Next": self.name(next)})
@@ -225,9 +235,16 @@ class Flow:
 
     # -- patterns --------------------------------------------------------------------------------
     def create_or_reuse(
-        self, what: str, action: str, params: dict, arn: str, from_name: str, next: str, result: str,
+        self,
+        what: str,
+        action: str,
+        params: dict,
+        arn: str,
+        from_name: str,
+        next: str,
+        result: str,
         exists: str = "$.exists",
-    ) -> str:  # fmt: skip
+    ) -> str:
         """Create by name; on ResourceAlreadyExists derive the ARN from the name (names are ours).
 
         `arn` is the create result's ARN field, `from_name` the intrinsic that builds the same ARN,
@@ -235,9 +252,14 @@ class Flow:
         """
         reuse = self.pass_(f"Create {what}: reuse existing", {"arn.$": from_name}, next, result=result)
         return self.call(
-            f"Create {what}", action, params, next,
-            selector={"arn.$": f"$.{arn}"}, result=result, catch=((ALREADY_EXISTS, exists, reuse),),
-        )  # fmt: skip
+            f"Create {what}",
+            action,
+            params,
+            next,
+            selector={"arn.$": f"$.{arn}"},
+            result=result,
+            catch=((ALREADY_EXISTS, exists, reuse),),
+        )
 
     def wait_for(
         self,
@@ -266,17 +288,23 @@ class Flow:
         variable = f"$.described.{status}"
         if failed is None:
             failed = self.fail(
-                f"{what} failed", f"Pipeline.{pascal(what)}Failed",
+                f"{what} failed",
+                f"Pipeline.{pascal(what)}Failed",
                 fmt(f"{what}: {{}}", f"States.JsonToString($.described.{status.split('.')[0]})"),
-            )  # fmt: skip
+            )
         if timed_out is None:
             timed_out = self.fail(
-                f"{what}: timed out", "Pipeline.Timeout",
-                fmt(f"{what}: not finished within the polling budget (MaxPolls polls along PollSchedule); "
-                    "look at it in the Personalize console or raise MaxPolls."),
-            )  # fmt: skip
+                f"{what}: timed out",
+                "Pipeline.Timeout",
+                fmt(
+                    f"{what}: not finished within the polling budget (MaxPolls polls along PollSchedule); "
+                    "look at it in the Personalize console or raise MaxPolls."
+                ),
+            )
         describe_state = f"{what}: describe"
-        start = self.pass_(f"{what}: start polling", {"count": 0, "seconds": 0}, describe_state, result="$.poll")
+        start = self.pass_(
+            f"{what}: start polling", {"count": 0, "seconds": 0}, describe_state, result="$.poll"
+        )
         self.call(describe_state, describe, arn, f"{what}: status?", result="$.described")
         rules = [{"Variable": variable, "StringEquals": ACTIVE, "Next": then}]
         if stopped:
@@ -284,13 +312,28 @@ class Flow:
         rules += [
             {"Variable": variable, "StringMatches": FAILED, "Next": failed},
             {"Variable": variable, "StringMatches": DELETING, "Next": failed},
-            {"Variable": "$.poll.count", "NumericGreaterThanEqualsPath": f"$.ctx.polling.{limit}", "Next": timed_out},
-            {"Variable": "$.poll.count", "NumericGreaterThanEqualsPath": "$.ctx.polling.ramp", "Next": f"{what}: steady"},
-        ]  # fmt: skip
+            {
+                "Variable": "$.poll.count",
+                "NumericGreaterThanEqualsPath": f"$.ctx.polling.{limit}",
+                "Next": timed_out,
+            },
+            {
+                "Variable": "$.poll.count",
+                "NumericGreaterThanEqualsPath": "$.ctx.polling.ramp",
+                "Next": f"{what}: steady",
+            },
+        ]
         self.choice(f"{what}: status?", rules, f"{what}: back off")
         count = "States.MathAdd($.poll.count, 1)"
         interval = "States.ArrayGetItem($.ctx.polling.intervals, $.poll.count)"
-        self.pass_(f"{what}: back off", {"count.$": count, "seconds.$": interval}, f"{what}: wait", result="$.poll")
-        self.pass_(f"{what}: steady", {"count.$": count, "seconds.$": "$.poll.seconds"}, f"{what}: wait", result="$.poll")  # fmt: skip
+        self.pass_(
+            f"{what}: back off", {"count.$": count, "seconds.$": interval}, f"{what}: wait", result="$.poll"
+        )
+        self.pass_(
+            f"{what}: steady",
+            {"count.$": count, "seconds.$": "$.poll.seconds"},
+            f"{what}: wait",
+            result="$.poll",
+        )
         self.wait(f"{what}: wait", "$.poll.seconds", describe_state)
         return start

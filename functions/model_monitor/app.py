@@ -58,14 +58,22 @@ def metric_data(experiment_id: str, ages: dict[str, float], now: datetime) -> li
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context) -> dict:
     experiment_id = config.default_experiment_id()
-    item = ddb.client().get_item(
-        TableName=ddb.table_name("EXPERIMENTS_TABLE"), Key={"experiment_id": {"S": experiment_id}}, ConsistentRead=True
-    ).get("Item")
+    item = (
+        ddb.client()
+        .get_item(
+            TableName=ddb.table_name("EXPERIMENTS_TABLE"),
+            Key={"experiment_id": {"S": experiment_id}},
+            ConsistentRead=True,
+        )
+        .get("Item")
+    )
     record = ddb.deserialize(item) or {}
     now = datetime.now(UTC)
     ages = {name: age_hours(arn, now) for name, arn in live_versions(record).items()}
     data = metric_data(experiment_id, ages, now)
     if data:
-        boto3.client("cloudwatch").put_metric_data(Namespace=os.environ["POWERTOOLS_METRICS_NAMESPACE"], MetricData=data)
+        boto3.client("cloudwatch").put_metric_data(
+            Namespace=os.environ["POWERTOOLS_METRICS_NAMESPACE"], MetricData=data
+        )
     logger.info("model age measured", extra={"experiment_id": experiment_id, "age_hours": ages})
     return {"experimentId": experiment_id, "ageHours": ages}

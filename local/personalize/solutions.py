@@ -184,6 +184,7 @@ def run_training(engine, arn: str) -> None:
         store.update("solution-version", arn, status="CREATE FAILED", failureReason=f"Training failed: {exc}")
         return
     metrics, events_seen, tuned = trained
+    _take_at_least(store, arn, started + min_training_seconds())
     if store.get("solution-version", arn)["status"] == "CREATE STOPPING":
         shutil.rmtree(engine.model_dir(arn), ignore_errors=True)
         store.update("solution-version", arn, status="CREATE STOPPED")
@@ -198,6 +199,17 @@ def run_training(engine, arn: str) -> None:
         _metrics=metrics,
         _events_seen=events_seen,
     )
+
+
+def min_training_seconds() -> float:
+    """Personalize trains for hours, the engine in seconds: LOCAL_PERSONALIZE_MIN_TRAINING_SECONDS
+    makes every training last at least that long, so the pipeline's polling can be exercised."""
+    return float(os.environ.get("LOCAL_PERSONALIZE_MIN_TRAINING_SECONDS") or 0)
+
+
+def _take_at_least(store, arn: str, until: float) -> None:
+    while time.time() < until and store.get("solution-version", arn)["status"] != "CREATE STOPPING":
+        time.sleep(min(0.2, max(0.0, until - time.time())))
 
 
 def _train(engine, version: dict) -> tuple[dict, int, dict]:

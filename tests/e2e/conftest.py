@@ -106,9 +106,14 @@ class RunningStack:
 
 
 def start_stack(
-    state_dir: Path, *args: str, template: Path = TEMPLATE, timeout: float = STARTUP_TIMEOUT
+    state_dir: Path,
+    *args: str,
+    template: Path = TEMPLATE,
+    timeout: float = STARTUP_TIMEOUT,
+    env: dict[str, str] | None = None,
 ) -> RunningStack:
-    """Start `python -m local up --no-train --port 0` on state_dir; return once endpoints.env exists."""
+    """Start `python -m local up --no-train --port 0` on state_dir (`env`: extra environment);
+    return once endpoints.env exists."""
     if not template.is_file():  # visible in the summary (-ra); the stack is built from nothing else
         pytest.skip(f"{template} does not exist yet: the local stack is built from it")
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -134,7 +139,7 @@ def start_stack(
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **(env or {})},
     )
     deadline = time.monotonic() + timeout
     while not ready.exists():

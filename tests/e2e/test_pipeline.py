@@ -89,8 +89,8 @@ def entered(events: list[dict]) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
-def run(stack: RunningStack, payload: dict, expect: str = "SUCCEEDED") -> dict:
-    described = wait(stack, start(stack, payload))
+def run(stack: RunningStack, payload: dict, expect: str = "SUCCEEDED", timeout: float = 240) -> dict:
+    described = wait(stack, start(stack, payload), timeout)
     if described["status"] != expect:
         tail = [e["type"] for e in history(stack, described["executionArn"])[-15:]]
         pytest.fail(
@@ -313,7 +313,9 @@ def _with_fresh_interactions(stack: RunningStack, count: int) -> list[str]:
     now = int(time.time())
     fresh = [f"u{u % 300:04d},i{u * 7 % 400:04d},{now - 2000 + u},click," for u in range(count)]
     text = (SAMPLE / "interactions.csv").read_text().rstrip("\n") + "\n" + "\n".join(fresh) + "\n"
-    stack.client("s3").put_object(Bucket=stack.outputs["DataBucketName"], Key="raw/interactions.csv", Body=text.encode())
+    stack.client("s3").put_object(
+        Bucket=stack.outputs["DataBucketName"], Key="raw/interactions.csv", Body=text.encode()
+    )
     return fresh
 
 
@@ -567,3 +569,38 @@ def test_native_auto_training_the_pipeline_only_gates_and_promotes(tmp_path_fact
         assert sum(len(p.list_solution_versions(solutionArn=s["solutionArn"])["solutionVersions"]) for s in solutions) == len(versions)  # fmt: skip
     finally:
         auto.stop()
+
+
+def test_a_long_training_polls_with_back_off_in_four_states_and_its_history_stays_in_budget(tmp_path_factory):
+    """Own stack whose engine takes at least 12 s per training (as Personalize takes hours): the
+    training wait polls along PollSchedule (1 s, then 2 s), four states a poll, and the execution's
+    history stays within the worst case statemachines/training.py computes for these settings."""
+    from statemachines.training import history_budget
+
+    slow = start_stack(
+        tmp_path_factory.mktemp("pipeline-long") / "state",
+        "--parameter-overrides", "PollSchedule=1,2", "MaxPolls=40",
+        env={"LOCAL_PERSONALIZE_MIN_TRAINING_SECONDS": "12"},
+    )  # fmt: skip
+    try:
+        slow.upload_raw()
+        described = run(slow, {"trainingMode": "FULL", "variants": ["C"]}, timeout=400)
+        events = history(slow, described["executionArn"])
+        loop = [n for n in entered(events) if n.startswith("Variant: Training: ")]
+        assert loop[:4] == ["Variant: Training: start polling", "Variant: Training: describe",
+                            "Variant: Training: status?", "Variant: Training: back off"]  # fmt: skip
+        cycles = loop[1:]
+        polls = cycles.count("Variant: Training: describe")
+        assert polls >= 6, loop  # 12 s at 1 s then 2 s
+        for i in range(polls - 1):  # describe, status?, back off | steady, wait -- then describe again
+            cycle = cycles[4 * i : 4 * i + 4]
+            assert cycle[:2] == ["Variant: Training: describe", "Variant: Training: status?"], loop
+            assert cycle[2] in ("Variant: Training: back off", "Variant: Training: steady") and cycle[3] == "Variant: Training: wait", loop  # fmt: skip
+        assert "Variant: Training: steady" in cycles  # past the schedule's end, the interval stays
+        waits = [e for e in events if e["type"] in ("WaitStateEntered", "WaitStateExited") and e.get(
+            "stateEnteredEventDetails", e.get("stateExitedEventDetails", {}))["name"] == "Variant: Training: wait"]  # fmt: skip
+        seconds = [b["timestamp"] - a["timestamp"] for a, b in zip(waits[::2], waits[1::2], strict=True)]
+        assert seconds[0].total_seconds() < 1.8 <= seconds[-1].total_seconds(), seconds
+        assert polls * 11 < len(events) <= history_budget(40, variants=1)
+    finally:
+        slow.stop()

@@ -87,9 +87,11 @@ def test_parses_and_names_are_unique_in_the_whole_machine():
 
 
 def test_every_transition_targets_a_state_in_its_scope_and_every_state_is_reachable():
-    for machine in [ASL] + [s["ItemProcessor"] for _, s, _ in STATES if "ItemProcessor" in s] + [
-        b for _, s, _ in STATES for b in s.get("Branches", [])
-    ]:
+    for machine in (
+        [ASL]
+        + [s["ItemProcessor"] for _, s, _ in STATES if "ItemProcessor" in s]
+        + [b for _, s, _ in STATES for b in s.get("Branches", [])]
+    ):
         for name, state in machine["States"].items():
             for target in _targets(state):
                 assert target in machine["States"], f"{name} -> {target}"
@@ -131,9 +133,9 @@ def test_task_resources_exist_and_sdk_parameters_are_pascal_case_members():
 def _declared(service: str) -> set[str]:
     model = SESSION.get_service_model(service)
     shapes = [model.shape_for(n) for n in model.shape_names]
-    return {s.metadata.get("error", {}).get("code", s.name) for s in shapes if s.metadata.get("exception")} | {
-        s.name for s in shapes if s.metadata.get("exception")
-    }
+    return {
+        s.metadata.get("error", {}).get("code", s.name) for s in shapes if s.metadata.get("exception")
+    } | {s.name for s in shapes if s.metadata.get("exception")}
 
 
 def test_every_retried_or_caught_error_is_one_step_functions_can_raise():
@@ -145,14 +147,22 @@ def test_every_retried_or_caught_error_is_one_step_functions_can_raise():
         "DynamoDB": _declared("dynamodb"),
         "SNS": _declared("sns"),
     }
-    base = {"Personalize": "PersonalizeException", "Sfn": "SfnException", "DynamoDB": "AmazonDynamoDBException"}
+    base = {
+        "Personalize": "PersonalizeException",
+        "Sfn": "SfnException",
+        "DynamoDB": "AmazonDynamoDBException",
+    }
     for name, state, _ in STATES:
         for rule in state.get("Retry", []) + state.get("Catch", []):
             for error in rule["ErrorEquals"]:
                 if error == "States.ALL" or error.startswith("Lambda."):
                     continue
                 service, code = error.split(".", 1)
-                assert code == base.get(service) or code in declared[service] or code.removesuffix("Exception") in declared[service], (name, error)  # fmt: skip
+                assert (
+                    code == base.get(service)
+                    or code in declared[service]
+                    or code.removesuffix("Exception") in declared[service]
+                ), (name, error)
                 if service == "Personalize":
                     assert code.endswith("Exception"), (name, error)
 
@@ -164,7 +174,9 @@ def test_transient_errors_are_retried_with_capped_jittered_backoff_and_quotas_ar
         assert state["Retry"] == asl.integration_retry(state["Resource"]), name
         for rule in state["Retry"]:
             assert rule["MaxDelaySeconds"] <= 60 and rule["JitterStrategy"] == "FULL", name
-            assert "States.ALL" not in rule["ErrorEquals"], f"{name}: retrying everything hides the real cause"
+            assert "States.ALL" not in rule["ErrorEquals"], (
+                f"{name}: retrying everything hides the real cause"
+            )
             # a quota is not transient (DynamoDB's RequestLimitExceeded is throttling: botocore retries it)
             assert not any(e.endswith("LimitExceededException") for e in rule["ErrorEquals"]), name
         if state["Resource"].startswith("arn:aws:states:::aws-sdk:personalize:"):
@@ -191,18 +203,34 @@ def test_every_wait_loop_backs_off_along_the_schedule_and_is_bounded_by_a_budget
         assert states[wait] == {"Type": "Wait", "SecondsPath": "$.poll.seconds", "Next": describe}, loop.name
         assert states[describe]["Next"] == status and states[describe]["Type"] == "Task"
         rules = states[status]["Choices"]
-        bound = next(r for r in rules if r.get("NumericGreaterThanEqualsPath", "").startswith("$.ctx.polling.max") or r.get("NumericGreaterThanEqualsPath") == "$.ctx.polling.setupPolls")  # fmt: skip
-        assert bound["Variable"] == "$.poll.count" and bound["NumericGreaterThanEqualsPath"] == f"$.ctx.polling.{loop.bound}"
+        bound = next(
+            r
+            for r in rules
+            if r.get("NumericGreaterThanEqualsPath", "").startswith("$.ctx.polling.max")
+            or r.get("NumericGreaterThanEqualsPath") == "$.ctx.polling.setupPolls"
+        )
+        assert (
+            bound["Variable"] == "$.poll.count"
+            and bound["NumericGreaterThanEqualsPath"] == f"$.ctx.polling.{loop.bound}"
+        )
         ramp = next(r for r in rules if r.get("NumericGreaterThanEqualsPath") == "$.ctx.polling.ramp")
         assert ramp["Next"] == steady and states[status]["Default"] == back_off
         for counted in (back_off, steady):  # each cycle counts, so the bound is reached
             assert states[counted]["Parameters"]["count.$"] == "States.MathAdd($.poll.count, 1)"
             assert states[counted]["ResultPath"] == "$.poll" and states[counted]["Next"] == wait
-        assert states[back_off]["Parameters"]["seconds.$"] == "States.ArrayGetItem($.ctx.polling.intervals, $.poll.count)"  # fmt: skip
+        assert (
+            states[back_off]["Parameters"]["seconds.$"]
+            == "States.ArrayGetItem($.ctx.polling.intervals, $.poll.count)"
+        )
         assert states[steady]["Parameters"]["seconds.$"] == "$.poll.seconds"
         # one cycle: describe -> status? -> back off | steady -> wait -> describe: 4 states
         for counted in (back_off, steady):
-            assert [describe, status, counted, wait] == [describe, states[describe]["Next"], counted, states[counted]["Next"]]  # fmt: skip
+            assert [describe, status, counted, wait] == [
+                describe,
+                states[describe]["Next"],
+                counted,
+                states[counted]["Next"],
+            ]
 
 
 def test_terminal_statuses_are_decided_in_one_place():
@@ -211,7 +239,10 @@ def test_terminal_statuses_are_decided_in_one_place():
         rules = states[loop.states[1]]["Choices"]
         status_rules = [r for r in rules if r["Variable"].startswith("$.described.")]
         assert {r.get("StringEquals") or r.get("StringMatches") for r in status_rules} <= {
-            asl.ACTIVE, asl.FAILED, asl.DELETING, asl.STOPPED
+            asl.ACTIVE,
+            asl.FAILED,
+            asl.DELETING,
+            asl.STOPPED,
         }, loop.name
         assert any(r.get("StringMatches") == asl.FAILED for r in status_rules), loop.name
 
@@ -256,7 +287,11 @@ def test_every_catch_ends_in_a_notified_failure_or_a_deliberate_recovery():
                 notified = _reaches(ASL, rule["Next"], lambda n, s: n in ("Notify failure", "Notify locked"))
                 assert notified or rule["Next"] in recoveries, f"{name}: Catch -> {rule['Next']}"
             else:  # inside a Map/Parallel: the iteration fails, or ends as a failed variant
-                assert _reaches(machine, rule["Next"], lambda n, s: s["Type"] == "Fail" or s.get("Parameters", {}).get("outcome") == "failed"), name  # fmt: skip
+                assert _reaches(
+                    machine,
+                    rule["Next"],
+                    lambda n, s: s["Type"] == "Fail" or s.get("Parameters", {}).get("outcome") == "failed",
+                ), name
     top = ASL["States"]
     for name in ("Datasets and imports", "Filters", "Baseline and similar items", "Variants"):
         assert top[name]["Catch"][0]["ErrorEquals"] == ["States.ALL"]
@@ -269,10 +304,16 @@ def test_no_fail_state_can_raise_a_reserved_states_error():
     became a ValueError): each step's failure is `Pipeline.<Step>Failed`."""
     for name, state, _ in STATES:
         if state["Type"] == "Fail":
-            assert re.match(r"^Pipeline\.[A-Z][A-Za-z]+$", state.get("Error", "")) or state["ErrorPath"] == "$.failed.error", name  # fmt: skip
+            assert (
+                re.match(r"^Pipeline\.[A-Z][A-Za-z]+$", state.get("Error", ""))
+                or state["ErrorPath"] == "$.failed.error"
+            ), name
         if state.get("ResultPath") == "$.failed":
             params = state["Parameters"]
-            assert re.match(r"^Pipeline\.[A-Z][A-Za-z]+$", params.get("error", "")) or params.get("error.$") == "$.failed.error", name  # fmt: skip
+            assert (
+                re.match(r"^Pipeline\.[A-Z][A-Za-z]+$", params.get("error", ""))
+                or params.get("error.$") == "$.failed.error"
+            ), name
 
 
 def test_a_path_that_may_be_absent_is_only_read_behind_a_check():
@@ -282,9 +323,18 @@ def test_a_path_that_may_be_absent_is_only_read_behind_a_check():
     readers = {n: s for n, s in states.items() if "FailureReason" in json.dumps(s.get("Parameters", {}))}
     assert readers
     for name in readers:
-        guard = [s for s in states.values() if any(r.get("Next") == name and r.get("IsPresent") and r["Variable"].endswith("FailureReason") for r in s.get("Choices", []))]  # fmt: skip
+        guard = [
+            s
+            for s in states.values()
+            if any(
+                r.get("Next") == name and r.get("IsPresent") and r["Variable"].endswith("FailureReason")
+                for r in s.get("Choices", [])
+            )
+        ]
         assert guard, f"{name} reads FailureReason without a guard"
-    assert {"Variable": "$.lock.Item.execution.S", "IsPresent": True, "Next": "Lock holder status"} in states["Lock still held?"]["Choices"]  # fmt: skip
+    assert {"Variable": "$.lock.Item.execution.S", "IsPresent": True, "Next": "Lock holder status"} in states[
+        "Lock still held?"
+    ]["Choices"]
     assert "States.ArrayGetItem" not in json.dumps(states["Find event tracker"])
     assert states["Event tracker found?"]["Choices"][0]["Next"] == "Use event tracker"
     for name, state in states.items():
@@ -305,7 +355,11 @@ def test_dynamodb_expressions_name_reserved_words_through_attribute_names():
             if expression and key.endswith(".$"):  # States.Format('...'): only the template is the expression
                 expression = expression.split("'")[1]
             words = re.findall(r"(?<![#:\w{}])([A-Za-z_]\w*)", expression)
-            clashes = [w for w in words if w.upper() in reserved and w.upper() not in ("SET", "REMOVE", "ADD", "DELETE")]
+            clashes = [
+                w
+                for w in words
+                if w.upper() in reserved and w.upper() not in ("SET", "REMOVE", "ADD", "DELETE")
+            ]
             assert not clashes, f"{name}: {key} uses reserved word(s) {clashes}"
 
 
@@ -338,7 +392,10 @@ def test_solutions_set_auto_training_explicitly_and_reused_ones_are_brought_in_l
     stops = [n for n, s, _ in STATES if s.get("Resource", "").endswith(":stopSolutionVersionCreation")]
     assert stops and all(n.endswith("Stop training") for n in stops)
     groups = [s for _, s, _ in STATES if s.get("Resource", "").endswith(":createDatasetGroup")]
-    assert groups[0]["Parameters"]["KmsKeyArn"] == "${DataKeyArn}" and groups[0]["Parameters"]["RoleArn"] == "${PersonalizeRoleArn}"  # fmt: skip
+    assert (
+        groups[0]["Parameters"]["KmsKeyArn"] == "${DataKeyArn}"
+        and groups[0]["Parameters"]["RoleArn"] == "${PersonalizeRoleArn}"
+    )
 
 
 def test_schedules_retrain_full_weekly_and_update_only_on_request():
@@ -346,7 +403,10 @@ def test_schedules_retrain_full_weekly_and_update_only_on_request():
     events = {k: json.loads(e["Properties"]["Input"]) for k, e in template_machine()["Events"].items()}
     assert events["FullSchedule"] == {"trainingMode": "FULL"}
     assert events["UpdateSchedule"]["trainingMode"] == "UPDATE"
-    assert params["FullSchedule"]["Default"] == "rate(7 days)" and params["EnableFullSchedule"]["Default"] == "true"
+    assert (
+        params["FullSchedule"]["Default"] == "rate(7 days)"
+        and params["EnableFullSchedule"]["Default"] == "true"
+    )
     assert params["EnableUpdateSchedule"]["Default"] == "false"
 
 
@@ -391,8 +451,12 @@ def sfn_env(fake_aws_env):
         sns, sqs = boto3.client("sns"), boto3.client("sqs")
         topic = sns.create_topic(Name="pipeline")["TopicArn"]
         queue = sqs.create_queue(QueueName="notes")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(
+            TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
+        )
         values = {"ExperimentsTable": "experiments", "PipelineTopicArn": topic, "ProjectPrefix": "p-dev"}
         yield boto3.client("stepfunctions"), sqs, queue, values
 
@@ -401,9 +465,13 @@ def _execute(sfn, definition: dict) -> dict:
     import time
 
     arn = sfn.create_state_machine(
-        name=f"m{time.monotonic_ns()}", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+        name=f"m{time.monotonic_ns()}",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/r",
     )["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=arn, name=f"e{time.monotonic_ns()}", input="{}")["executionArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, name=f"e{time.monotonic_ns()}", input="{}")[
+        "executionArn"
+    ]
     for _ in range(400):
         described = sfn.describe_execution(executionArn=execution)
         if described["status"] != "RUNNING":
@@ -425,16 +493,25 @@ LAMBDA_CAUSE = json.dumps(
 @pytest.mark.parametrize(
     ("caught", "expected_cause"),
     [
-        ({"Error": "States.Runtime", "Cause": "The JSONPath $.x could not be found"},
-         'Step "Setup" failed with States.Runtime: The JSONPath $.x could not be found'),
-        ({"Error": "States.Timeout", "Cause": "Task timed out"}, 'Step "Setup" failed with States.Timeout: Task timed out'),
-        ({"Error": "DataError", "Cause": LAMBDA_CAUSE},
-         'Step "Setup" failed with DataError: interactions.csv: column EVENT_TYP is unknown; rename it EVENT_TYPE.'),
+        (
+            {"Error": "States.Runtime", "Cause": "The JSONPath $.x could not be found"},
+            'Step "Setup" failed with States.Runtime: The JSONPath $.x could not be found',
+        ),
+        (
+            {"Error": "States.Timeout", "Cause": "Task timed out"},
+            'Step "Setup" failed with States.Timeout: Task timed out',
+        ),
+        (
+            {"Error": "DataError", "Cause": LAMBDA_CAUSE},
+            'Step "Setup" failed with DataError: interactions.csv: column EVENT_TYP is unknown; rename it EVENT_TYPE.',
+        ),
         ({"Error": "States.TaskFailed"}, 'Step "Setup" failed with States.TaskFailed (no cause reported).'),
-        ({"Error": "Personalize.InvalidInputException", "Cause": "bad recipe"},
-         'Step "Setup" failed with Personalize.InvalidInputException: bad recipe'),
+        (
+            {"Error": "Personalize.InvalidInputException", "Cause": "bad recipe"},
+            'Step "Setup" failed with Personalize.InvalidInputException: bad recipe',
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_caught_error_fails_the_execution_with_the_step_and_the_real_cause(sfn_env, caught, expected_cause):
     sfn, sqs, queue, values = sfn_env
     out = _execute(sfn, _substituted(_from(ASL, "Setup failed", {"failure": caught}), values))
@@ -448,58 +525,113 @@ def test_a_caught_error_fails_the_execution_with_the_step_and_the_real_cause(sfn
 @pytest.mark.parametrize(
     ("scope", "item", "failure", "error", "cause"),
     [
-        ("Datasets and imports", {"dataset": {"kind": "items"}}, {"Error": "States.Runtime", "Cause": "boom"},
-         "Pipeline.DatasetFailed", "dataset items: States.Runtime: boom"),
-        ("Datasets and imports", {"dataset": {"kind": "items"}}, {"Error": "States.TaskFailed"},
-         "Pipeline.DatasetFailed", "dataset items: States.TaskFailed (no cause reported)"),
+        (
+            "Datasets and imports",
+            {"dataset": {"kind": "items"}},
+            {"Error": "States.Runtime", "Cause": "boom"},
+            "Pipeline.DatasetFailed",
+            "dataset items: States.Runtime: boom",
+        ),
+        (
+            "Datasets and imports",
+            {"dataset": {"kind": "items"}},
+            {"Error": "States.TaskFailed"},
+            "Pipeline.DatasetFailed",
+            "dataset items: States.TaskFailed (no cause reported)",
+        ),
     ],
-)  # fmt: skip
-def test_an_iteration_failure_names_the_item_and_keeps_the_original_error(sfn_env, scope, item, failure, error, cause):  # fmt: skip
+)
+def test_an_iteration_failure_names_the_item_and_keeps_the_original_error(
+    sfn_env, scope, item, failure, error, cause
+):
     sfn, *_ = sfn_env
     processor = ASL["States"][scope]["ItemProcessor"]
     out = _execute(sfn, _from(processor, "Dataset: Step failed", {**item, "failure": failure}))
     assert (out["status"], out["error"], out["cause"]) == ("FAILED", error, cause)
 
 
-VARIANT = {"name": "B", "recipe": "aws-user-personalization", "solutionName": "p-B-user-personalization",
-           "trainingMode": "FULL"}  # fmt: skip
+VARIANT = {
+    "name": "B",
+    "recipe": "aws-user-personalization",
+    "solutionName": "p-B-user-personalization",
+    "trainingMode": "FULL",
+}
 CTX = {"polling": {"intervals": [1], "ramp": 1, "maxPolls": 3, "setupPolls": 2}}
 
 
 def test_a_failed_variant_ends_its_own_iteration_with_the_cause_and_the_run_fails_after_the_others(sfn_env):
     sfn, _, _, values = sfn_env
     processor = ASL["States"]["Variants"]["ItemProcessor"]
-    out = _execute(sfn, _from(processor, "Variant: Step failed", {"solution": VARIANT, "failure": {"Error": "Personalize.InvalidInputException", "Cause": "no"}}))  # fmt: skip
+    out = _execute(
+        sfn,
+        _from(
+            processor,
+            "Variant: Step failed",
+            {"solution": VARIANT, "failure": {"Error": "Personalize.InvalidInputException", "Cause": "no"}},
+        ),
+    )
     assert out["status"] == "SUCCEEDED", out
     assert json.loads(out["output"]) == {
-        "variant": "B", "recipe": "aws-user-personalization", "outcome": "failed",
-        "error": "Personalize.InvalidInputException", "cause": "variant B (aws-user-personalization): Personalize.InvalidInputException: no",
-    }  # fmt: skip
-    results = [{"variant": "A", "outcome": "promote"}, json.loads(out["output"]), {"variant": "C", "outcome": "failed", "cause": "later"}]  # fmt: skip
+        "variant": "B",
+        "recipe": "aws-user-personalization",
+        "outcome": "failed",
+        "error": "Personalize.InvalidInputException",
+        "cause": "variant B (aws-user-personalization): Personalize.InvalidInputException: no",
+    }
+    results = [
+        {"variant": "A", "outcome": "promote"},
+        json.loads(out["output"]),
+        {"variant": "C", "outcome": "failed", "cause": "later"},
+    ]
     run = _execute(sfn, _substituted(_from(ASL, "Any variant failed?", {"results": results}), values))
     assert run["status"] == "FAILED" and run["error"] == "Pipeline.VariantsFailed"
-    assert run["cause"] == 'Step "Variants" failed with Pipeline.VariantFailed: variant B (aws-user-personalization): Personalize.InvalidInputException: no'  # fmt: skip
+    assert (
+        run["cause"]
+        == 'Step "Variants" failed with Pipeline.VariantFailed: variant B (aws-user-personalization): Personalize.InvalidInputException: no'
+    )
 
 
 @pytest.mark.parametrize(
     ("described", "polls", "cause"),
     [
-        ({"Status": "CREATE IN_PROGRESS"}, 3, "variant B (aws-user-personalization): Pipeline.TrainingTimeout: Training "
-         "p-B-user-personalization did not finish within MaxPolls polls"),
-        ({"Status": "CREATE FAILED", "FailureReason": "too few users"}, 0, "variant B (aws-user-personalization): "
-         "Pipeline.TrainingFailed: Training p-B-user-personalization (aws-user-personalization, FULL) failed: too few users"),
-        ({"Status": "CREATE FAILED"}, 0, "variant B (aws-user-personalization): Pipeline.TrainingFailed: Training "
-         "p-B-user-personalization (aws-user-personalization, FULL) ended CREATE FAILED without a reason."),
-        ({"Status": "CREATE STOPPED"}, 0, "variant B (aws-user-personalization): Pipeline.TrainingStopped: Training "
-         "p-B-user-personalization (aws-user-personalization, FULL) was stopped (CREATE STOPPED)"),
+        (
+            {"Status": "CREATE IN_PROGRESS"},
+            3,
+            "variant B (aws-user-personalization): Pipeline.TrainingTimeout: Training "
+            "p-B-user-personalization did not finish within MaxPolls polls",
+        ),
+        (
+            {"Status": "CREATE FAILED", "FailureReason": "too few users"},
+            0,
+            "variant B (aws-user-personalization): "
+            "Pipeline.TrainingFailed: Training p-B-user-personalization (aws-user-personalization, FULL) failed: too few users",
+        ),
+        (
+            {"Status": "CREATE FAILED"},
+            0,
+            "variant B (aws-user-personalization): Pipeline.TrainingFailed: Training "
+            "p-B-user-personalization (aws-user-personalization, FULL) ended CREATE FAILED without a reason.",
+        ),
+        (
+            {"Status": "CREATE STOPPED"},
+            0,
+            "variant B (aws-user-personalization): Pipeline.TrainingStopped: Training "
+            "p-B-user-personalization (aws-user-personalization, FULL) was stopped (CREATE STOPPED)",
+        ),
     ],
-)  # fmt: skip
-def test_a_training_that_fails_stops_or_overruns_its_budget_fails_the_variant(sfn_env, described, polls, cause):
+)
+def test_a_training_that_fails_stops_or_overruns_its_budget_fails_the_variant(
+    sfn_env, described, polls, cause
+):
     sfn, *_ = sfn_env
     processor = ASL["States"]["Variants"]["ItemProcessor"]
-    inject = {"solution": VARIANT, "ctx": CTX, "poll": {"count": polls, "seconds": 1},
-              "version": {"arn": "arn:aws:personalize:us-east-1:123456789012:solution/p-B-user-personalization/v1"},
-              "described": {"SolutionVersion": described}}  # fmt: skip
+    inject = {
+        "solution": VARIANT,
+        "ctx": CTX,
+        "poll": {"count": polls, "seconds": 1},
+        "version": {"arn": "arn:aws:personalize:us-east-1:123456789012:solution/p-B-user-personalization/v1"},
+        "described": {"SolutionVersion": described},
+    }
     out = _execute(sfn, _from(processor, "Variant: Training: status?", inject))
     assert out["status"] == "SUCCEEDED", out
     result = json.loads(out["output"])
@@ -535,5 +667,5 @@ def test_every_aws_sdk_action_is_granted_to_the_machine_role():
             actions = statement.get("Action", [])
             granted |= {actions} if isinstance(actions, str) else set(actions)
     sdk = {m.groups() for m in (SDK.match(s.get("Resource", "")) for _, s, _ in STATES) if m}
-    missing = {f"{ {'sfn': 'states'}.get(svc, svc)}:{act[0].upper()}{act[1:]}" for svc, act in sdk} - granted
+    missing = {f"{ {'sfn': 'states'}.get(svc, svc) }:{act[0].upper()}{act[1:]}" for svc, act in sdk} - granted
     assert not missing, f"TrainingStateMachine's Policies lack {sorted(missing)}"

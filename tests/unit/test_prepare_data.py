@@ -275,7 +275,9 @@ def test_handler_keeps_live_variants_and_updates_when_possible(aws):
     interactions = next(d for d in out["datasets"] if d["kind"] == "interactions")
     assert interactions["importMode"] == "INCREMENTAL" and interactions["rows"] >= 1000
     assert interactions["s3Uri"] == "s3://data/training/r3/interactions-new.csv" != interactions["fullS3Uri"]
-    newer = pd.read_csv(io.BytesIO(s3.get_object(Bucket="data", Key="training/r3/interactions-new.csv")["Body"].read()))
+    newer = pd.read_csv(
+        io.BytesIO(s3.get_object(Bucket="data", Key="training/r3/interactions-new.csv")["Body"].read())
+    )
     assert len(newer) == interactions["rows"] < 15895 and (newer["TIMESTAMP"] > NOW - 86400 * 20).all()
     assert out["newWatermark"] == newer["TIMESTAMP"].max()
     items = next(d for d in out["datasets"] if d["kind"] == "items")
@@ -318,11 +320,13 @@ def test_plan_names_and_config_errors():
     ]
     v1 = "arn:aws:personalize:us-east-1:1:solution/p-dev-A-user-personalization/abc123"
     out = plan.variants("p-dev", ["A"], ["aws-user-personalization"], {"variants": {"A": {"solution_version_arn": v1}}}, None, "UPDATE")  # fmt: skip
-    assert [(v["solutionName"], v["trainingMode"]) for v in out] == [("p-dev-A-user-personalization", "UPDATE")]
+    assert [(v["solutionName"], v["trainingMode"]) for v in out] == [
+        ("p-dev-A-user-personalization", "UPDATE")
+    ]
     # A's recipe changed: its new solution has no version yet (Personalize would reject UPDATE)
     out = plan.variants("p-dev", ["A"], ["aws-user-personalization"], record, None, "UPDATE")
     assert [(v["solutionName"], v["trainingMode"]) for v in out] == [("p-dev-A-user-personalization", "FULL")]
-    assert plan.UPDATE_RECIPES == {"aws-user-personalization", "aws-hrnn-coldstart"}
+    assert {"aws-user-personalization", "aws-hrnn-coldstart"} == plan.UPDATE_RECIPES
     with pytest.raises(plan.PlanError, match="at most 5"):
         plan.variants("p", list("ABCDEF"), ["aws-popularity-count"], None, None, "FULL")
     assert plan.import_mode("INCREMENTAL", "interactions", 999, True) == "NONE"

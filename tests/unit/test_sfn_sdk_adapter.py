@@ -88,7 +88,10 @@ def test_error_names_as_step_functions_reports_them():
     # never reaches a workflow.
     assert adapter.error_name("personalize", err("ThrottlingException")) == "Personalize.PersonalizeException"
     assert adapter.error_name("stepfunctions", err("ThrottlingException")) == "Sfn.SfnException"
-    assert adapter.error_name("personalize", err("LimitExceededException")) == "Personalize.LimitExceededException"
+    assert (
+        adapter.error_name("personalize", err("LimitExceededException"))
+        == "Personalize.LimitExceededException"
+    )
 
 
 # --- through moto's engine: moto implements Personalize's schema APIs in-process -------------------

@@ -213,8 +213,7 @@ def check_schedules(doc: dict) -> None:
         matching = [
             e["Properties"]
             for e in events.values()
-            if e.get("Type") == "ScheduleV2"
-            and json.loads(e["Properties"]["Input"])["trainingMode"] == mode
+            if e.get("Type") == "ScheduleV2" and json.loads(e["Properties"]["Input"])["trainingMode"] == mode
         ]
         assert len(matching) == 1, f"one {mode} schedule expected, found {len(matching)}"
         schedule = matching[0]
