@@ -8,18 +8,26 @@ import threading
 
 import pytest
 
-from local.personalize import solutions
-from tests.integration.test_personalize_harness import interactions_csv, items_csv, users_csv
+from local.personalize import importer, solutions
+from local.personalize.protocol import service_model
+from tests.integration.test_personalize_harness import ROLE, interactions_csv, items_csv, users_csv
 
 pytest_plugins = ["tests.integration.test_personalize_harness"]
 pytestmark = pytest.mark.integration
 
+KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 HEADER = "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n"
 
 
 def interactions(n: int, users: int = 60, start: int = 1_700_000_000) -> str:
     """n distinct interactions spread over `users` users (every user has 2 or more when n >= 2 * users)."""
     return HEADER + "".join(f"r{k % users:04d},i{k % 97:04d},{start + k},click\n" for k in range(n))
+
+
+def create_import(engine, name: str, dataset: str, location: str, mode: str) -> str:
+    return engine.personalize.create_dataset_import_job(
+        jobName=name, datasetArn=dataset, dataSource={"dataLocation": location}, roleArn=ROLE, importMode=mode
+    )["datasetImportJobArn"]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +79,52 @@ def test_stopped_versions_go_to_create_stopped_and_carry_no_failure_reason(engin
     assert final["status"] == "CREATE STOPPED" and "failureReason" not in final
     latest = p.describe_solution(solutionArn=solution)["solution"]["latestSolutionVersion"]
     assert latest["status"] == "CREATE STOPPED" and "failureReason" not in latest
+
+
+def test_incremental_import_needs_bulk_records_already_imported(engine):
+    p = engine.personalize
+    arns = engine.dataset_group("rules-fresh")
+    items = engine.upload("rules-fresh/items.csv", items_csv())
+    with pytest.raises(p.exceptions.InvalidInputException, match="first import of a dataset must be FULL"):
+        create_import(engine, "rules-fresh-incr", arns["items"], items, "INCREMENTAL")
+    bad = engine.upload("rules-fresh/bad.csv", "ITEM_ID,COLOUR\ni1,red\n")
+    assert engine.import_job("rules-fresh-bad", arns["items"], bad)["status"] == "CREATE FAILED"
+    with pytest.raises(
+        p.exceptions.InvalidInputException, match="must be FULL"
+    ):  # a failed job imported nothing
+        create_import(engine, "rules-fresh-incr-2", arns["items"], items, "INCREMENTAL")
+
+    assert engine.import_job("rules-fresh-full", arns["items"], items)["status"] == "ACTIVE"
+    few = engine.upload("rules-fresh/few.csv", "\n".join(items_csv().splitlines()[:4]) + "\n")
+    job = engine.import_job("rules-fresh-few", arns["items"], few, mode="INCREMENTAL")
+    assert job["status"] == "ACTIVE", job.get("failureReason")  # no documented minimum for items
+
+
+def test_an_interactions_import_job_needs_1000_records(engine, shop):
+    fresh = engine.dataset_group("rules-small")
+    job = engine.import_job(
+        "rules-small-full", fresh["interactions"], engine.upload("s/999.csv", interactions(999))
+    )
+    assert job["status"] == "CREATE FAILED" and "999 interaction records" in job["failureReason"]
+
+    later = 1_800_000_000
+    short = engine.upload("rules/999-new.csv", interactions(999, start=later))
+    job = engine.import_job("rules-int-999", shop["interactions"], short, mode="INCREMENTAL")
+    assert job["status"] == "CREATE FAILED" and "at least 1000" in job["failureReason"]
+    enough = engine.upload("rules/1000-new.csv", interactions(1000, start=later))
+    job = engine.import_job("rules-int-1000", shop["interactions"], enough, mode="INCREMENTAL")
+    assert job["status"] == "ACTIVE", job.get("failureReason")
+
+
+def test_incremental_imports_of_interactions_and_users_are_size_limited(engine, shop, monkeypatch):
+    users = engine.upload("rules/users-again.csv", users_csv())
+    monkeypatch.setitem(importer.MAX_INCREMENTAL_BYTES, "USERS", len(users_csv()) - 1)  # 1 GB on AWS
+    job = engine.import_job("rules-usr-big", shop["users"], users, mode="INCREMENTAL")
+    assert (
+        job["status"] == "CREATE FAILED" and "INCREMENTAL import into a USERS dataset" in job["failureReason"]
+    )
+    job = engine.import_job("rules-usr-full", shop["users"], users)  # FULL has no such limit (100 GB)
+    assert job["status"] == "ACTIVE", job.get("failureReason")
 
 
 def test_training_counts_unique_interactions_and_users_with_two(engine):
@@ -140,3 +194,33 @@ def test_create_solution_checks_the_schedule_and_incremental_updates(engine, sho
         p.create_solution(
             name="rules-incr", datasetGroupArn=shop["group"], recipeArn=recipe, performIncrementalUpdate=True
         )
+
+
+def test_dataset_group_role_and_kms_key_come_together(engine):
+    p = engine.personalize
+    with pytest.raises(p.exceptions.InvalidInputException, match="roleArn is only valid with kmsKeyArn"):
+        p.create_dataset_group(name="rules-role-only", roleArn=ROLE)
+    with pytest.raises(p.exceptions.InvalidInputException, match="kmsKeyArn needs roleArn"):
+        p.create_dataset_group(name="rules-key-only", kmsKeyArn=KEY)
+    assert not {"rules-role-only", "rules-key-only"} & {
+        g["name"] for g in p.list_dataset_groups()["datasetGroups"]
+    }
+    arn = p.create_dataset_group(name="rules-encrypted", roleArn=ROLE, kmsKeyArn=KEY)["datasetGroupArn"]
+    group = engine.wait("describe_dataset_group", "datasetGroupArn", arn)
+    assert (group["status"], group["roleArn"], group["kmsKeyArn"]) == ("ACTIVE", ROLE, KEY)
+
+
+def test_filters_cannot_be_changed_only_replaced(engine, shop):
+    p = engine.personalize
+    assert not [op for op in service_model("personalize").operation_names if op.startswith("UpdateFilter")]
+    first = 'EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")'
+    arn = p.create_filter(name="rules-filter", datasetGroupArn=shop["group"], filterExpression=first)[
+        "filterArn"
+    ]
+    with pytest.raises(p.exceptions.ResourceAlreadyExistsException):
+        p.create_filter(
+            name="rules-filter",
+            datasetGroupArn=shop["group"],
+            filterExpression='EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("click")',
+        )
+    assert p.describe_filter(filterArn=arn)["filter"]["filterExpression"] == first
