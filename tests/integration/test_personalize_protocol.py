@@ -61,6 +61,11 @@ def group(engine):
             "does not match the pattern",
         ),
         (b'{"maxResults": 0}', "AmazonPersonalize.ListSchemas", "between 1 and 100"),
+        (  # TransactionsPerSecond: min 1, no max
+            b'{"name": "c", "solutionVersionArn": "arn:aws:personalize:us-east-1:1:solution/s/1", "minProvisionedTPS": 0}',
+            "AmazonPersonalize.CreateCampaign",
+            "minProvisionedTPS must be at least 1, got 0",
+        ),
         (b"[1, 2]", "AmazonPersonalize.ListSchemas", "JSON object"),
     ],
 )

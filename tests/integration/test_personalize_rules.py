@@ -194,6 +194,12 @@ def test_create_solution_checks_the_schedule_and_incremental_updates(engine, sho
         p.create_solution(
             name="rules-incr", datasetGroupArn=shop["group"], recipeArn=recipe, performIncrementalUpdate=True
         )
+    # Solution$performAutoTraining: "The default is True and the solution automatically creates new solution
+    # versions every 7 days."
+    arn = p.create_solution(name="rules-default", datasetGroupArn=shop["group"], recipeArn=recipe)[
+        "solutionArn"
+    ]
+    assert engine.wait("describe_solution", "solutionArn", arn)["performAutoTraining"] is True
 
 
 def test_dataset_group_role_and_kms_key_come_together(engine):
