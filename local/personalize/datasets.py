@@ -67,6 +67,7 @@ def DeleteSchema(engine, req):
 def CreateDatasetGroup(engine, req):
     if req.get("domain"):
         raise InvalidInput("Domain dataset groups are not supported by the local engine; omit domain.")
+    _check_encryption(req)
     if len(engine.store.all("dataset-group")) >= LIMITS["dataset-group"]:
         raise LimitExceeded(f"At most {LIMITS['dataset-group']} dataset groups; delete unused ones.")
     arn = engine.arn("dataset-group", req["name"])
@@ -78,6 +79,20 @@ def CreateDatasetGroup(engine, req):
     }
     engine.store.create("dataset-group", arn, record, pending=PENDING_SECONDS)
     return {"datasetGroupArn": arn}
+
+
+def _check_encryption(req: dict) -> None:
+    """CreateDatasetGroupRequest$roleArn (botocore personalize 2018-05-22): "Supplying an IAM role is only
+    valid when also specifying a KMS key." CreateDatasetGroup: "If you specify a KMS key, you must also
+    include an Identity and Access Management (IAM) role that has permission to access the key." """
+    if req.get("roleArn") and not req.get("kmsKeyArn"):
+        raise InvalidInput(
+            "roleArn is only valid with kmsKeyArn: give the KMS key the role may use, or omit roleArn."
+        )
+    if req.get("kmsKeyArn") and not req.get("roleArn"):
+        raise InvalidInput(
+            "kmsKeyArn needs roleArn: an IAM role Amazon Personalize assumes, with permission to use the key."
+        )
 
 
 def _schema_for(engine, schema_arn: str, dataset_type: str) -> dict:
@@ -200,6 +215,14 @@ def CreateDatasetImportJob(engine, req):
     location = req["dataSource"].get("dataLocation")
     if not location:
         raise InvalidInput("dataSource.dataLocation is required (s3://bucket/path/file.csv).")
+    mode = req.get("importMode", "FULL")
+    # CreateDatasetImportJobRequest$importMode (botocore personalize 2018-05-22): "If you haven't imported bulk
+    # records into the dataset previously, you can only specify FULL."
+    if mode == "INCREMENTAL" and not _has_bulk_data(engine, dataset["datasetArn"]):
+        raise InvalidInput(
+            f"importMode INCREMENTAL needs bulk records already imported into {dataset['datasetArn']}; "
+            "the first import of a dataset must be FULL."
+        )
     arn = engine.arn("dataset-import-job", req["jobName"])
     record = {
         "jobName": req["jobName"],
@@ -207,7 +230,7 @@ def CreateDatasetImportJob(engine, req):
         "datasetArn": dataset["datasetArn"],
         "dataSource": {"dataLocation": location},
         "roleArn": req.get("roleArn"),
-        "importMode": req.get("importMode", "FULL"),
+        "importMode": mode,
         "publishAttributionMetricsToS3": req.get("publishAttributionMetricsToS3", False),
         "status": "CREATE PENDING",
     }
@@ -216,13 +239,21 @@ def CreateDatasetImportJob(engine, req):
     return {"datasetImportJobArn": arn}
 
 
+def _has_bulk_data(engine, dataset_arn: str) -> bool:
+    return any(
+        j["status"] == "ACTIVE" for j in engine.store.all("dataset-import-job", datasetArn=dataset_arn)
+    )
+
+
 def run_import(engine, arn: str) -> None:
     store = engine.store
     job = store.update("dataset-import-job", arn, status="CREATE IN_PROGRESS")
     try:
         dataset = store.get("dataset", job["datasetArn"])
         fields = importer.parse_schema(store.get("schema", dataset["schemaArn"])["schema"])
-        frame = importer.load(job["dataSource"]["dataLocation"], fields)
+        frame = importer.load(
+            job["dataSource"]["dataLocation"], fields, dataset["datasetType"], job["importMode"]
+        )
         engine.data.import_bulk(dataset["_group"], dataset["datasetType"], frame, job["importMode"], arn)
     except importer.ImportFailed as exc:
         store.update("dataset-import-job", arn, status="CREATE FAILED", failureReason=str(exc))

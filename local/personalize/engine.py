@@ -73,6 +73,12 @@ class Engine:
         for version in reversed(self.store.all("solution-version")):
             if version["status"] in (*datasets.RUNNING, "CREATE STOPPING"):
                 self.training.submit(solutions.run_training, self, version["_arn"])
+        for solution in self.store.all("solution"):
+            update = solution.get("latestSolutionUpdate") or {}
+            if update.get("status") in solutions.UPDATING:
+                self.jobs.submit(
+                    solutions.run_solution_update, self, solution["_arn"], update["creationDateTime"]
+                )
         for campaign in self.store.all("campaign"):
             updating = (campaign.get("latestCampaignUpdate") or {}).get("status") in campaigns.UPDATING
             if campaign["status"] in datasets.RUNNING or updating:

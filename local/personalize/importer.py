@@ -14,6 +14,15 @@ ID_FIELDS = {"USER_ID", "ITEM_ID"}
 MAX_ID_LENGTH = 256
 MAX_PROBLEMS = 5
 NUMERIC = {"int", "long", "float", "double"}
+# https://docs.aws.amazon.com/personalize/latest/dg/limits.html (Service quotas, per dataset import job):
+# "Minimum number of item interaction records per dataset import job with FULL or INCREMENTAL import mode"
+# 1000, and for INCREMENTAL https://docs.aws.amazon.com/personalize/latest/dg/updating-datasets.html: "To
+# append data to an Item interactions dataset or Action interactions dataset with a dataset import job, you
+# must have at minimum 1000 new item interaction or action interaction records."
+MIN_INTERACTION_RECORDS = 1000
+# limits.html: "Maximum amount of bulk item interactions data per dataset import job with INCREMENTAL import
+# mode" and "... bulk users data ... with INCREMENTAL import mode": 1 GB each.
+MAX_INCREMENTAL_BYTES = {"INTERACTIONS": 1 << 30, "USERS": 1 << 30}
 REQUIRED_FIELDS = {
     "INTERACTIONS": {"USER_ID", "ITEM_ID", "TIMESTAMP"},
     "ITEMS": {"ITEM_ID"},
@@ -97,9 +106,22 @@ def read_s3_csv(data_location: str) -> list[tuple[str, bytes]]:
         raise ImportFailed(f"Could not read {data_location}: {exc}") from None
 
 
-def load(data_location: str, fields: list[dict]) -> pd.DataFrame:
-    frames = [validate_csv(name, body, fields) for name, body in read_s3_csv(data_location)]
-    return pd.concat(frames, ignore_index=True)
+def load(data_location: str, fields: list[dict], dataset_type: str, mode: str) -> pd.DataFrame:
+    files = read_s3_csv(data_location)
+    size, limit = sum(len(body) for _, body in files), MAX_INCREMENTAL_BYTES.get(dataset_type)
+    if mode == "INCREMENTAL" and limit is not None and size > limit:
+        raise ImportFailed(
+            f"{data_location} holds {size} bytes; an INCREMENTAL import into a {dataset_type} dataset takes at "
+            f"most {limit} bytes. Import it in parts, or with importMode FULL (all the data)."
+        )
+    frame = pd.concat([validate_csv(name, body, fields) for name, body in files], ignore_index=True)
+    if dataset_type == "INTERACTIONS" and len(frame) < MIN_INTERACTION_RECORDS:
+        raise ImportFailed(
+            f"{data_location} has {len(frame)} interaction records; an import job into an Item interactions "
+            f"dataset needs at least {MIN_INTERACTION_RECORDS} (FULL or INCREMENTAL). Import them once there "
+            "are enough, or record them one by one with PutEvents."
+        )
+    return frame
 
 
 def validate_csv(name: str, body: bytes, fields: list[dict]) -> pd.DataFrame:

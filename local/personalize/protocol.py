@@ -113,7 +113,14 @@ def _integer(shape, value, name):
         raise InvalidInput(f"{name} must be an integer.")
     low, high = shape.metadata.get("min"), shape.metadata.get("max")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise InvalidInput(f"{name} must be between {low} and {high}, got {value}.")
+        bounds = (
+            f"at least {low}"
+            if high is None
+            else f"at most {high}"
+            if low is None
+            else f"between {low} and {high}"
+        )
+        raise InvalidInput(f"{name} must be {bounds}, got {value}.")
     return value
 
 

@@ -29,7 +29,16 @@ RECIPES: dict[str, str] = {
     "aws-popularity-count": "POPULAR_ITEMS",
     "aws-trending-now": "POPULAR_ITEMS",
 }
-UPDATE_RECIPES = {"aws-user-personalization", "aws-user-personalization-v2"}
+# CreateSolutionVersionRequest$trainingMode (botocore personalize 2018-05-22): UPDATE "can only be used when
+# ... the input solution was trained with the User-Personalization recipe or the legacy HRNN-Coldstart
+# recipe" (User-Personalization is aws-user-personalization; -v2 is another recipe). The engine does not
+# train HRNN-Coldstart, so CreateSolution already refuses it; it is listed for the rule's sake.
+UPDATE_RECIPES = {"aws-user-personalization", "aws-hrnn-coldstart"}
+# https://docs.aws.amazon.com/personalize/latest/dg/limits.html: "Minimum number of unique item interactions
+# required to create a solution version or recommender. For a custom solution, you must have this many
+# records after any filtering by event type or event value before training." 1000; and "At minimum 25 unique
+# user IDs with at least two item interactions for each"
+# (https://docs.aws.amazon.com/personalize/latest/dg/domain-use-cases.html, same on data-prep.html).
 MIN_INTERACTIONS = 1000
 MIN_USERS_WITH_TWO = 25
 EVAL_SEED = 42
@@ -111,11 +120,15 @@ def check_minimum(events: pd.DataFrame, config: dict) -> None:
         if config.get("eventType") or config.get("eventValueThreshold")
         else ""
     )
-    if len(events) < MIN_INTERACTIONS:
+    # "Unique": "If you record two item interaction ... events with exactly the same timestamp and identical
+    # properties, Amazon Personalize keeps only one of the events" (bulk-data-import.html).
+    unique = events.drop_duplicates()
+    if len(unique) < MIN_INTERACTIONS:
         raise TrainingError(
-            f"Training needs at least {MIN_INTERACTIONS} interactions{scope}; found {len(events)}. Import more data."
+            f"Training needs at least {MIN_INTERACTIONS} interactions{scope} (identical events count once); "
+            f"found {len(unique)}. Import more data."
         )
-    with_two = int((events.groupby("USER_ID").size() >= 2).sum())
+    with_two = int((unique.groupby("USER_ID").size() >= 2).sum())
     if with_two < MIN_USERS_WITH_TWO:
         raise TrainingError(
             f"Training needs at least {MIN_USERS_WITH_TWO} users with 2 or more interactions{scope}; found {with_two}."

@@ -165,7 +165,7 @@ def test_update_training_and_update_campaign_keep_the_old_version_serving(engine
 
 def test_update_training_is_refused_where_personalize_refuses_it(engine, trained):
     p = engine.personalize
-    fresh = engine.solution("shop-up-fresh", trained["group"], "aws-user-personalization-v2")
+    fresh = engine.solution("shop-up-fresh", trained["group"], "aws-user-personalization")
     with pytest.raises(p.exceptions.InvalidInputException, match="train FULL first"):
         p.create_solution_version(solutionArn=fresh, trainingMode="UPDATE")
     pop = engine.solution("shop-pop", trained["group"], "aws-popularity-count")
@@ -227,23 +227,6 @@ def test_personalized_ranking_and_similar_items(engine, trained):
     assert len(ids) == 10 and "i0001" not in ids
     with pytest.raises(engine.runtime.exceptions.InvalidInputException, match="itemId is required"):
         engine.runtime.get_recommendations(campaignArn=campaign["campaignArn"], userId="u0001")
-
-
-def test_minimum_data_is_checked_at_training(engine):
-    arns = engine.dataset_group("tiny")
-    rows = "USER_ID,ITEM_ID,TIMESTAMP,EVENT_TYPE\n" + "".join(
-        f"u{n % 7},i{n % 13},{1700000000 + n},view\n" for n in range(200)
-    )
-    assert (
-        engine.import_job("tiny-interactions", arns["interactions"], engine.upload("tiny.csv", rows))[
-            "status"
-        ]
-        == "ACTIVE"
-    )
-    solution = engine.solution("tiny-up", arns["group"], "aws-user-personalization")
-    version = engine.train(solution)
-    assert version["status"] == "CREATE FAILED"
-    assert "at least 1000 interactions" in version["failureReason"]
 
 
 def test_popularity_serves_known_users_what_they_have_not_seen_and_loses_to_personalisation(engine, trained):
