@@ -196,15 +196,21 @@ def make_plan(run_id: str, training_mode: str, wanted, record: dict, datasets: d
         raise DataError(str(exc)) from None
 
 
-def _training_file(s3, bucket: str, run_id: str, kind: str, data: prep.Cleaned, requested: str, watermark: int | None) -> dict:  # fmt: skip
+def _training_file(
+    s3, bucket: str, run_id: str, kind: str, data: prep.Cleaned, requested: str, watermark: int | None
+) -> dict:
     """Write training/<run>/<kind>.csv (and the new interactions beside it for an INCREMENTAL
     import); return the dataset's import plan (plan.import_mode decides the mode)."""
-    full = _put_csv(s3, bucket, f"training/{run_id}/{kind}.csv", data)
-    new = data
+    body = prep.personalize_csv(data).encode()
+    full = _put_csv(s3, bucket, f"training/{run_id}/{kind}.csv", body)
+    new, new_body = data, body
     if kind == "interactions" and watermark is not None:
         new = prep.Cleaned(prep.incremental(data.frame, watermark), data.rejected, data.columns)
-    mode = plan.import_mode(requested, kind, len(new.frame), watermark is not None)
-    uri = _put_csv(s3, bucket, f"training/{run_id}/{kind}-new.csv", new) if mode == "INCREMENTAL" and new is not data else full  # fmt: skip
+        new_body = prep.personalize_csv(new).encode()
+    mode = plan.import_mode(requested, kind, len(new.frame), watermark is not None, len(new_body))
+    uri = full
+    if mode == "INCREMENTAL" and new is not data:
+        uri = _put_csv(s3, bucket, f"training/{run_id}/{kind}-new.csv", new_body)
     return {
         "present": len(data.frame) > 0,
         "importMode": mode,
@@ -216,8 +222,8 @@ def _training_file(s3, bucket: str, run_id: str, kind: str, data: prep.Cleaned, 
     }
 
 
-def _put_csv(s3, bucket: str, key: str, data: prep.Cleaned) -> str:
-    s3.put_object(Bucket=bucket, Key=key, Body=prep.personalize_csv(data).encode(), ContentType="text/csv")
+def _put_csv(s3, bucket: str, key: str, body: bytes) -> str:
+    s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
     return f"s3://{bucket}/{key}"
 
 

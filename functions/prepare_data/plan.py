@@ -18,6 +18,7 @@ import re
 UPDATE_RECIPES = {"aws-user-personalization", "aws-hrnn-coldstart"}
 MAX_VARIANTS = 5  # the template's VariantNames pattern; statemachines/training.py's history budget
 MIN_INCREMENTAL_INTERACTIONS = 1000
+MAX_INCREMENTAL_BYTES = 10**9
 BASELINE_RECIPE = "aws-popularity-count"
 POPULARITY_RECIPES = {"aws-popularity-count", "aws-trending-now"}
 DATASET_TYPES = {"interactions": "Interactions", "items": "Items", "users": "Users"}
@@ -113,7 +114,7 @@ def schema_version(schema: str | None) -> str:
     return hashlib.sha1(canonical.encode()).hexdigest()[:8]
 
 
-def import_mode(requested: str, kind: str, new_rows: int, has_watermark: bool) -> str:
+def import_mode(requested: str, kind: str, new_rows: int, has_watermark: bool, new_bytes: int = 0) -> str:
     """FULL, INCREMENTAL or NONE (nothing to import) for one dataset, by Personalize's rules.
 
     - "If you haven't imported bulk records into the dataset previously, you can only specify
@@ -123,8 +124,12 @@ def import_mode(requested: str, kind: str, new_rows: int, has_watermark: bool) -
       interaction ... records" (https://docs.aws.amazon.com/personalize/latest/dg/bulk-data-import.html,
       Import modes): fewer new interactions are not imported this time; they stay newer than the
       watermark and go with the next import (or reach Personalize through PutEvents meanwhile).
+    - An INCREMENTAL import of interactions or users takes at most 1 GB
+      (https://docs.aws.amazon.com/personalize/latest/dg/limits.html): more is imported FULL.
     """
     if requested != "INCREMENTAL" or not has_watermark:
+        return "FULL"
+    if kind in ("interactions", "users") and new_bytes > MAX_INCREMENTAL_BYTES:
         return "FULL"
     if kind == "interactions" and new_rows < MIN_INCREMENTAL_INTERACTIONS:
         return "NONE"

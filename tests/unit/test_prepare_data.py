@@ -334,6 +334,7 @@ def test_plan_names_and_config_errors():
     assert plan.import_mode("INCREMENTAL", "interactions", 5000, False) == "FULL"  # nothing imported yet
     assert plan.import_mode("INCREMENTAL", "items", 3, True) == "INCREMENTAL"
     assert plan.import_mode("FULL", "interactions", 0, True) == "FULL"
+    assert plan.import_mode("INCREMENTAL", "interactions", 10**7, True, 2 * 10**9) == "FULL"  # over 1 GB
     with pytest.raises(plan.PlanError, match="one per variant"):
         plan.variants("p", ["A", "B", "C"], ["x", "y"], None, None, "FULL")
     with pytest.raises(plan.PlanError, match="shorten ProjectName"):
