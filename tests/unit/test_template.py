@@ -44,6 +44,7 @@ OUTPUTS = (
     *(f"{t}Name" for t in TABLES),
 )
 DATA_KEY_ARN = {"Fn::GetAtt": ["DataKey", "Arn"]}
+RUNTIME = "python3.13"  # Amazon Linux 2023; python3.11 runs on Amazon Linux 2 (issue 10, item 9)
 
 
 @pytest.fixture(scope="module")
@@ -228,11 +229,11 @@ def check_schedules(doc: dict) -> None:
 
 def check_function_globals(doc: dict) -> None:
     glob = doc["Globals"]["Function"]
-    assert glob.get("Runtime") == "python3.11" and glob.get("Tracing") == "Active", "Globals runtime/tracing"
+    assert glob.get("Runtime") == RUNTIME and glob.get("Tracing") == "Active", "Globals runtime/tracing"
     assert glob.get("Architectures") == [{"Ref": "LambdaArchitecture"}]
     for name in FUNCTIONS:
         p = props(doc, name)
-        assert p.get("Runtime", "python3.11") == "python3.11", f"{name} overrides the runtime"
+        assert p.get("Runtime", RUNTIME) == RUNTIME, f"{name} overrides the runtime"
         assert p.get("Tracing", "Active") == "Active", f"{name} turns tracing off"
         assert p.get("Handler") == "app.lambda_handler", name
         assert {"Ref": "CommonLayer"} in p.get("Layers", []), (
@@ -528,11 +529,13 @@ def test_expanded_roles_are_least_privilege(doc, monkeypatch):
         assert statement["Resource"] == {"Ref": "TrainingStateMachine"}
 
 
-def test_expanded_functions_run_python311_traced_with_own_logs(doc, monkeypatch):
+def test_expanded_functions_run_python313_traced_with_own_logs(doc, monkeypatch):
     expanded = sam_transform(doc, monkeypatch)
+    (layer,) = resources(expanded, "AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["CompatibleRuntimes"] == [RUNTIME]
     for name in FUNCTIONS:
         p = expanded["Resources"][name]["Properties"]
-        assert p["Runtime"] == "python3.11" and p["TracingConfig"] == {"Mode": "Active"}, name
+        assert p["Runtime"] == RUNTIME and p["TracingConfig"] == {"Mode": "Active"}, name
         assert p["LoggingConfig"]["LogGroup"]["Ref"] in resources(doc, "AWS::Logs::LogGroup"), name
 
 
