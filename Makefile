@@ -24,15 +24,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	$(PY) -m local up --port $(PORT) --state-dir $(STATE) $(ARGS)
 
-lint: $(STAMP)
+# ruff, then the artefacts checked by tools that are not ours: cfn-lint (no rule silenced),
+# asl-validator on the deployed state machine definition, parliament on every IAM policy.
+lint: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
+	$(PY) .ci/check_asl.py
+	$(PY) .ci/check_iam.py
 
 $(SAM):
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV) || python3 -m venv $(SAM_VENV)
@@ -63,4 +71,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(STATE) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(STATE) .aws-sam .pytest_cache .ruff_cache node_modules
