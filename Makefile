@@ -10,8 +10,13 @@ SAM_VENV := .venv-sam
 SAM      := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
 REGION ?= us-east-1
+# Node tools that check the artefacts (asl-validator), pinned in package-lock.json.
+NODE_STAMP := node_modules/.installed
+# The Lambdas' architecture: the template's LambdaArchitecture default unless ARCH=x86_64|arm64.
+# SAM passes no architecture to makefile builds, so functions/Makefile reads LAMBDA_ARCHITECTURE.
+ARCH ?= $(shell $(PY) functions/lambda_constraints.py --default-architecture)
 
-.PHONY: run test lint unit integration e2e bench validate clean install
+.PHONY: run test lint unit integration e2e bench build validate clean install
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -19,27 +24,42 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	$(PY) -m local up --port $(PORT) --state-dir $(STATE) $(ARGS)
 
-lint: $(STAMP)
+# ruff, then the artefacts checked by tools that are not ours: cfn-lint (no rule silenced),
+# asl-validator on the deployed state machine definition, parliament on every IAM policy.
+lint: $(STAMP) $(NODE_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
+	$(PY) .ci/check_asl.py
+	$(PY) .ci/check_iam.py
 
 $(SAM):
 	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV) || python3 -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_VERSION)
 
-# cfn-lint, SAM's own validation with its linter, a full `sam build` (into .aws-sam/), and a
-# check that every pinned requirement made it into its artifact.
+# python3.13 artifacts for ARCH in .aws-sam/build (functions/Makefile; no python3.13 needed here).
+# Deploy with the same LambdaArchitecture: sam deploy --parameter-overrides LambdaArchitecture=$(ARCH)
+# --no-cached: the versions come from pyproject.toml and .venv, which SAM's build cache does not hash.
+build: $(STAMP) $(SAM)
+	SAM_CLI_TELEMETRY=0 LAMBDA_ARCHITECTURE=$(ARCH) $(SAM) build --region $(REGION) --no-cached \
+	  --parameter-overrides LambdaArchitecture=$(ARCH)
+	$(PY) .ci/check_build.py .aws-sam/build
+
+# cfn-lint, SAM's own validation with its linter, then `make build` and its artifact check
+# (versions the tests run on, cp313 wheels for ARCH, Lambda's size limit).
 validate: $(STAMP) $(SAM)
 	$(VENV)/bin/cfn-lint template.yaml
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region $(REGION)
-	SAM_CLI_TELEMETRY=0 $(SAM) build --region $(REGION)
-	$(PY) .ci/check_build.py .aws-sam/build
+	$(MAKE) build
 
 test: lint
 	$(PY) -m pytest -q
@@ -51,4 +71,4 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(STATE) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(STATE) .aws-sam .pytest_cache .ruff_cache node_modules

@@ -1,51 +1,79 @@
-"""After `sam build`: every pinned requirement of every function and layer is in its artifact.
+"""After `sam build`: the artifacts are what Lambda's python3.13 runs, with the tests' versions.
 
-Why: when no wheel fits the Lambda platform (python3.11 = Amazon Linux 2, manylinux2014),
-SAM's pip builder can leave a package out and still report "Build Succeeded"; the function
-then fails at import time in AWS. This compares each `requirements.txt` pin with the
-`*.dist-info` directories of the built artifact.
+Why: the build installs wheels for another Python (3.13) and platform (Amazon Linux 2023 on the
+template's LambdaArchitecture) than the machine's; a wrong flag or a missing wheel would still
+"succeed" and fail at import time in AWS. For every function and layer this checks:
+- the handler module is there (an absent CodeUri builds an empty function);
+- every package of its requirements.txt is installed, at the version the tests run on
+  (pyproject.toml's pin, functions/lambda_constraints.py), and every other installed package
+  too (the test environment's version), so tests and Lambdas run the same libraries;
+- every wheel is for CPython 3.13 on Linux and the architecture SAM built it for (its WHEEL
+  tags), and every shared object is an ELF file of that architecture, with no other Python's
+  extension modules;
+- a function with its layers stays within Lambda's 250 MB unzipped limit.
 
-Usage: python .ci/check_build.py [BUILD_DIR]   (default .aws-sam/build); exit 1 on a gap.
+Usage: .venv/bin/python .ci/check_build.py [BUILD_DIR]   (default .aws-sam/build); exit 1 on a gap.
+The architecture is the one SAM records per function and layer in BUILD_DIR/../build.toml.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "functions"))
+
+from lambda_constraints import constraints, normalise  # noqa: E402  (the build's own versions)
 
 from local.template import load_yaml  # noqa: E402  (the repo's CloudFormation-aware YAML loader)
 
-_PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+PYTHON_TAG = "cp313"  # python3.13 (template Globals.Function.Runtime)
+# Amazon Linux 2023 ships glibc 2.34: manylinux_2_X wheels run when X <= 34 (PEP 600).
+GLIBC = (2, 34)
+# "Deployment package (.zip file archive) size: 250 MB (unzipped), including layers"
+# (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+# ELF header e_machine (offset 18, little-endian) per Lambda architecture.
+ELF_MACHINE = {"arm64": 183, "x86_64": 62}  # EM_AARCH64, EM_X86_64
+WHEEL_ARCH = {"arm64": "aarch64", "x86_64": "x86_64"}
+_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
+_LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+_EXTENSION = re.compile(r"\.cpython-(\d+)-([\w-]+)\.so$")
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
+@functools.cache
+def template() -> dict:
+    return load_yaml((ROOT / "template.yaml").read_text())
 
 
-def pins(requirements: Path) -> list[tuple[str, str]]:
-    found = []
+def requirement_names(requirements: Path) -> list[str]:
+    names = []
     for line in requirements.read_text().splitlines():
-        match = _PIN.match(line)
+        match = _REQUIREMENT.match(line.split("#", 1)[0])
         if match:
-            found.append((match.group(1), match.group(2)))
-    return found
+            names.append(normalise(match.group(1)))
+    return names
 
 
-def installed(artifact: Path) -> set[tuple[str, str]]:
-    out = set()
+def installed(artifact: Path) -> dict[str, tuple[str, Path]]:
+    """{normalised name: (version, dist-info dir)} of the packages in a built artifact."""
+    out = {}
     for info in artifact.glob("*.dist-info"):
         name, _, version = info.name.removesuffix(".dist-info").partition("-")
-        out.add((_normalise(name), version))
+        out[normalise(name)] = (version, info)
     return out
 
 
 def artifacts(build_dir: Path) -> list[tuple[str, Path, Path]]:
     """(logical id, source requirements.txt, built directory holding the packages)."""
-    doc = load_yaml((ROOT / "template.yaml").read_text())
+    doc = template()
     result = []
     for logical_id, spec in doc["Resources"].items():
         props = spec.get("Properties") or {}
@@ -60,9 +88,24 @@ def artifacts(build_dir: Path) -> list[tuple[str, Path, Path]]:
     return result
 
 
+def built_architectures(build_dir: Path) -> dict[str, str]:
+    """{logical id: architecture} as SAM recorded it for this build (build.toml beside the build dir)."""
+    record = build_dir.parent / "build.toml"
+    if not record.is_file():
+        return {}
+    data = tomllib.loads(record.read_text())
+    out = {}
+    for definition in (data.get("function_build_definitions") or {}).values():
+        for name in definition.get("functions", []):
+            out[name] = definition.get("architecture", "x86_64")
+    for definition in (data.get("layer_build_definitions") or {}).values():
+        out[definition["layer"]] = definition.get("architecture", "x86_64")
+    return out
+
+
 def missing_handlers(build_dir: Path) -> list[str]:
     """Functions whose built artifact lacks the handler module (CodeUri absent: SAM builds it empty)."""
-    doc = load_yaml((ROOT / "template.yaml").read_text())
+    doc = template()
     handler_default = (doc.get("Globals") or {}).get("Function", {}).get("Handler", "app.lambda_handler")
     gaps = []
     for logical_id, spec in doc["Resources"].items():
@@ -74,23 +117,108 @@ def missing_handlers(build_dir: Path) -> list[str]:
     return gaps
 
 
+def version_gaps(requirements: Path, built: Path, expected: dict[str, str]) -> Iterator[str]:
+    have = installed(built)
+    for name in requirement_names(requirements):
+        if name not in have:
+            yield f"{name} is not installed (no {PYTHON_TAG} wheel for the platform?)"
+        elif name not in expected:
+            yield f"{name} has no version in pyproject.toml or .venv: pin it in pyproject.toml"
+    for name, (version, _) in sorted(have.items()):
+        if name in expected and version != expected[name]:
+            yield f"{name}=={version}, but the tests run {name}=={expected[name]}"
+
+
+def tag_compatible(tag: str, architecture: str) -> bool:
+    """A wheel tag (python-abi-platform) that Lambda's python3.13 on `architecture` can load."""
+    python, abi, platform = tag.split("-")
+    if python not in ("py3", PYTHON_TAG) and not (python.startswith("cp3") and abi == "abi3"):
+        return False
+    if abi not in ("none", "abi3", PYTHON_TAG):
+        return False
+    if platform == "any":
+        return True
+    match = _MANYLINUX.match(platform)
+    if match:
+        glibc, arch = (int(match.group(1)), int(match.group(2))), match.group(3)
+    else:
+        legacy, _, arch = platform.partition("_")
+        if legacy not in _LEGACY_MANYLINUX:
+            return False
+        glibc = _LEGACY_MANYLINUX[legacy]
+    return arch == WHEEL_ARCH[architecture] and glibc <= GLIBC
+
+
+def platform_gaps(built: Path, architecture: str) -> Iterator[str]:
+    for name, (version, info) in sorted(installed(built).items()):
+        wheel = info / "WHEEL"
+        tags = [line.split(":", 1)[1].strip() for line in wheel.read_text().splitlines() if line.startswith("Tag:")] if wheel.is_file() else []  # fmt: skip
+        if not any(tag_compatible(tag, architecture) for tag in tags):
+            yield f"{name}=={version} is built for {tags or 'an unknown platform'}, not {PYTHON_TAG} on {architecture}"
+    foreign: dict[int, list[str]] = {}
+    for path in sorted(built.rglob("*.so*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        extension = _EXTENSION.search(path.name)
+        if extension and extension.group(1) != PYTHON_TAG.removeprefix("cp"):
+            yield f"{path.relative_to(built)} is an extension module of another Python"
+        with path.open("rb") as f:
+            header = f.read(20)
+        if header[:4] == b"\x7fELF":  # (a *.so may also be a linker script)
+            machine = int.from_bytes(header[18:20], "little")
+            if machine != ELF_MACHINE[architecture]:
+                foreign.setdefault(machine, []).append(str(path.relative_to(built)))
+    for machine, paths in foreign.items():
+        yield f"{len(paths)} shared objects are for ELF machine {machine}, not {architecture} (e.g. {paths[0]})"
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def size_gaps(build_dir: Path) -> Iterator[str]:
+    doc = template()
+    for logical_id, spec in doc["Resources"].items():
+        if spec.get("Type") != "AWS::Serverless::Function" or not (build_dir / logical_id).is_dir():
+            continue
+        layers = [ref["Ref"] for ref in (spec.get("Properties") or {}).get("Layers", []) if isinstance(ref, dict) and "Ref" in ref]  # fmt: skip
+        total = tree_bytes(build_dir / logical_id) + sum(tree_bytes(build_dir / layer) for layer in layers if (build_dir / layer).is_dir())  # fmt: skip
+        if total > MAX_UNZIPPED_BYTES:
+            yield f"{logical_id}: {total / 2**20:.0f} MB unzipped with its layers, over Lambda's 250 MB"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     build_dir = Path(args[0] if args else ROOT / ".aws-sam" / "build").resolve()
-    gaps = missing_handlers(build_dir)
-    for gap in gaps:
-        print(f"MISSING {gap}")
-    problems = len(gaps)
+    architectures = built_architectures(build_dir)
+    expected = constraints()
+    problems = [f"MISSING {gap}" for gap in missing_handlers(build_dir)]
+    if not architectures:
+        problems.append(
+            f"NO RECORD {build_dir.parent / 'build.toml'}: which architecture was built? (run sam build)"
+        )
     for logical_id, requirements, built in artifacts(build_dir):
-        have = installed(built)
-        for name, version in pins(requirements):
-            ok = (_normalise(name), version) in have
-            problems += not ok
-            print(f"{'ok     ' if ok else 'MISSING'} {logical_id:28} {name}=={version}")
+        architecture = architectures.get(logical_id, "")
+        if architecture not in ELF_MACHINE:
+            problems.append(f"{logical_id}: unknown build architecture {architecture!r}")
+            continue
+        gaps = [*version_gaps(requirements, built, expected), *platform_gaps(built, architecture)]
+        problems += [f"{logical_id}: {gap}" for gap in gaps]
+        print(
+            f"{'ok  ' if not gaps else 'FAIL'} {logical_id:24} {architecture:7} {len(installed(built))} packages"
+        )
+    layer_archs = {architectures[n] for n in architectures if n.endswith("Layer")}
+    if len(set(architectures.values())) > 1:
+        problems.append(
+            f"functions and layers built for different architectures: {architectures} {layer_archs}"
+        )
+    problems += list(size_gaps(build_dir))
+    for problem in problems:
+        print(problem)
     if problems:
         print(
-            f"{problems} pinned package(s) missing from the build: no wheel for the Lambda platform? "
-            "python3.11 runs on Amazon Linux 2 and needs manylinux2014 wheels (README: Runtime)."
+            f"{len(problems)} problem(s) in the build. The Lambdas run python3.13 on Amazon Linux 2023 "
+            "with the tests' library versions (README: Runtime; functions/Makefile)."
         )
     return 1 if problems else 0
 

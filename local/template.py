@@ -254,6 +254,10 @@ _INTRINSICS = {
     "Fn::GetAZs": lambda t, a: [f"{t.region}a", f"{t.region}b", f"{t.region}c"],
     "Fn::Base64": lambda t, a: __import__("base64").b64encode(str(t._resolve(a)).encode()).decode(),
     "Fn::ImportValue": _fn_import_value,
+    # Rule functions (Rules section only; CloudFormation's "AWS rule functions" page).
+    "Fn::EachMemberEquals": lambda t, a: all(str(m) == str(t._resolve(a[1])) for m in t._resolve(a[0])),
+    "Fn::EachMemberIn": lambda t, a: set(map(str, t._resolve(a[0]))) <= set(map(str, t._resolve(a[1]))),
+    "Fn::Contains": lambda t, a: str(t._resolve(a[1])) in [str(x) for x in t._resolve(a[0])],
 }
 
 # --- Physical names, Ref and GetAtt per resource type ------------------------------------
@@ -396,6 +400,17 @@ def _parameter_values(doc: dict, overrides: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _check_rules(t: Template) -> None:
+    """Refuse parameters that break the template's Rules, as CloudFormation does before any resource."""
+    for name, rule in (t.doc.get("Rules") or {}).items():
+        if "RuleCondition" in rule and not t.resolve(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions") or []:
+            if not t.resolve(assertion["Assert"]):
+                why = assertion.get("AssertDescription") or f"assertion {assertion['Assert']!r} failed"
+                raise TemplateError(f"parameters break rule {name}: {why}")
+
+
 def load(path: str | Path, overrides: dict[str, Any] | None = None, stack_name: str = "local") -> Template:
     """Read and resolve template.yaml; unknown override names are ignored (returned in .ignored)."""
     path = Path(path).resolve()
@@ -411,6 +426,7 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None, stack_name: 
         stack_name=stack_name,
     )
     template.ignored_overrides = sorted(set(overrides) - set(declared))  # type: ignore[attr-defined]
+    _check_rules(template)
     for name in doc.get("Conditions") or {}:
         template._condition(name)
 

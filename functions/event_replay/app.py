@@ -5,6 +5,9 @@ them. This function pages through the sparse GSI PendingForwardIndex (forward_pe
 received_at), skipping events younger than REPLAY_MIN_AGE_SECONDS (their own request may still
 be forwarding them), and re-sends them through the experiment's event tracker. Invoked with
 {"min_age_seconds": N} it takes events older than N seconds instead (0: everything pending).
+Each run then publishes OldestPendingEventAgeSeconds, the age of the oldest event still waiting
+(0 when none): EventsPendingAlarm watches it, so events that never reach Personalize (PutEvents
+denied, throttled or unreachable run after run) page someone instead of piling up silently.
 """
 
 from __future__ import annotations
@@ -61,6 +64,24 @@ def _clear(event_ids: list[str]) -> None:
         )
 
 
+def oldest_pending_age_seconds(now: datetime | None = None) -> float:
+    """Seconds since the oldest still-pending event was received (0.0 when none is pending)."""
+    page = ddb.client().query(
+        TableName=ddb.table_name("EVENTS_TABLE"),
+        IndexName=INDEX,
+        KeyConditionExpression="forward_pending = :p",
+        ExpressionAttributeValues={":p": {"S": "1"}},
+        ScanIndexForward=True,  # received_at ascending: the oldest first
+        Limit=1,
+        ProjectionExpression="received_at",
+    )
+    items = page.get("Items") or []
+    if not items:
+        return 0.0
+    received = datetime.fromisoformat(items[0]["received_at"]["S"])
+    return max(0.0, ((now or datetime.now(UTC)) - received).total_seconds())
+
+
 def replay(remaining_ms=lambda: 900_000, min_age: float | None = None) -> dict:
     experiment = config.load()
     if not experiment.tracking_id:
@@ -107,5 +128,9 @@ def lambda_handler(event, context):
         metrics.add_metric("EventsForwardFailed", MetricUnit.Count, result["failed"])
     if result["rejected"]:
         metrics.add_metric("EventsForwardRejected", MetricUnit.Count, result["rejected"])
+    if "skipped" not in result:  # before the first training there is no tracker to forward to
+        age = oldest_pending_age_seconds()
+        metrics.add_metric("OldestPendingEventAgeSeconds", MetricUnit.Seconds, age)
+        result["oldest_pending_seconds"] = round(age, 3)
     logger.info("replay", extra={**result, "seconds": round(time.perf_counter() - start, 3)})
     return result

@@ -4,11 +4,13 @@ forwarding failures kept pending and replayed."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from itertools import combinations
 
 import pytest
@@ -359,3 +361,74 @@ def test_an_event_personalize_refuses_does_not_block_the_replay_queue(serving, m
     assert poison["forward_error"] == "bad item" and "forward_pending" not in poison
     assert table.scan(FilterExpression="attribute_exists(forward_pending)")["Count"] == 0
     assert replay(min_age=0) == {"sent": 0, "failed": 0, "rejected": 0}
+
+
+def _published(capsys, name: str) -> list[tuple[float, str]]:
+    """(value, unit) of each EMF datapoint of `name` printed since the last call (powertools' output)."""
+    out = []
+    for line in capsys.readouterr().out.splitlines():
+        if '"_aws"' not in line:
+            continue
+        record = json.loads(line)
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                if metric["Name"] == name:
+                    values = record[name] if isinstance(record[name], list) else [record[name]]
+                    out += [(float(v), metric["Unit"]) for v in values]
+    return out
+
+
+def test_replay_publishes_the_age_of_the_oldest_pending_event(serving, monkeypatch, capsys):
+    """OldestPendingEventAgeSeconds (EventsPendingAlarm's metric): the age of the oldest event still
+    waiting for PutEvents after a replay run; 0 once everything went through."""
+    from recsys_common import personalize
+
+    from tests.integration.test_serving_harness import Context
+
+    serving.put_experiment(
+        variants={"A": {"weight": 1}},
+        event_tracker={
+            "arn": "arn:aws:personalize:us-east-1:123456789012:event-tracker/t",
+            "tracking_id": "t",
+        },
+    )
+    _expose(serving, "p")
+    events = [
+        {"user_id": "p", "item_id": str(i), "event_type": "view", "event_id": f"p{i}"} for i in range(3)
+    ]
+    assert serving.request("POST", "/events", {"events": events})[2]["forward_pending"] == 3
+    replay = serving.apps["event_replay"]
+    items = serving.table("EventsTable").scan()["Items"]
+    oldest = min(i["received_at"] for i in items if "forward_pending" in i)
+    two_hours_later = datetime.fromisoformat(oldest) + timedelta(hours=2)
+    assert replay.oldest_pending_age_seconds(two_hours_later) == 7200.0
+
+    capsys.readouterr()
+    result = replay.lambda_handler({"min_age_seconds": 0}, Context(60))
+    assert result["failed"] == 3  # Personalize unreachable: all three stay pending
+    ((age, unit),) = _published(capsys, "OldestPendingEventAgeSeconds")
+    assert (
+        unit == "Seconds"
+        and 0 < age < 60
+        and result["oldest_pending_seconds"] == pytest.approx(age, abs=1e-3)
+    )
+
+    monkeypatch.setattr(personalize.events_client(), "put_events", lambda **kwargs: None)
+    result = replay.lambda_handler({"min_age_seconds": 0}, Context(60))
+    assert result["sent"] == 3
+    assert _published(capsys, "OldestPendingEventAgeSeconds") == [(0.0, "Seconds")]
+    assert replay.oldest_pending_age_seconds(two_hours_later) == 0.0
+
+
+def test_replay_publishes_no_age_before_an_event_tracker_exists(serving, capsys):
+    """Before the first training there is nothing to forward to: pending events are expected then."""
+    from tests.integration.test_serving_harness import Context
+
+    serving.put_experiment(variants={"A": {"weight": 1}})
+    _expose(serving, "n")
+    assert (
+        serving.request("POST", "/events", {"user_id": "n", "item_id": "1", "event_type": "view"})[0] == 200
+    )
+    capsys.readouterr()
+    assert "skipped" in serving.apps["event_replay"].lambda_handler({}, Context(60))
+    assert _published(capsys, "OldestPendingEventAgeSeconds") == []

@@ -109,6 +109,37 @@ def test_parameters_conditions_and_conditional_resources(template_path):
         tmpl.load(template_path, {"Environment": "qa"})
 
 
+RULES = """
+Parameters:
+  Enable: {Type: String, Default: "false", AllowedValues: ["true", "false"]}
+  VpcId: {Type: String, Default: ""}
+  SubnetIds: {Type: CommaDelimitedList, Default: ""}
+Rules:
+  NeedNetwork:
+    RuleCondition: !Equals [!Ref Enable, "true"]
+    Assertions:
+      - Assert: !Not [!Equals [!Ref VpcId, ""]]
+        AssertDescription: Enable=true needs VpcId.
+      - Assert: !Not [{"Fn::EachMemberEquals": [!Ref SubnetIds, ""]}]
+        AssertDescription: Enable=true needs SubnetIds.
+Resources:
+  Topic: {Type: AWS::SNS::Topic}
+"""
+
+
+def test_rules_refuse_parameters_as_cloudformation_does(tmp_path):
+    """A Rules assertion that fails refuses the whole stack with its AssertDescription; a rule whose
+    RuleCondition is false asserts nothing (CloudFormation's "AWS rule functions")."""
+    path = tmp_path / "template.yaml"
+    path.write_text(RULES)
+    assert "Topic" in tmpl.load(path).resources  # Enable=false: the rule does not apply
+    with pytest.raises(tmpl.TemplateError, match="rule NeedNetwork: Enable=true needs VpcId"):
+        tmpl.load(path, {"Enable": "true"})
+    with pytest.raises(tmpl.TemplateError, match="needs SubnetIds"):
+        tmpl.load(path, {"Enable": "true", "VpcId": "vpc-1"})
+    assert tmpl.load(path, {"Enable": "true", "VpcId": "vpc-1", "SubnetIds": "subnet-1,subnet-2"}).resources
+
+
 def test_intrinsics_and_outputs(template_path):
     t = tmpl.load(template_path, {"Environment": "dev"}, stack_name="s")
     out = t.outputs()

@@ -62,13 +62,18 @@ def test_samconfig_environments_match_the_template():
 
 def test_makefile_targets_and_ignores():
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("run:", "test:", "lint:", "validate:"):
+    for target in ("run:", "test:", "lint:", "build:", "validate:"):
         assert re.search(rf"^{target}", makefile, re.MULTILINE), target
     assert (
         "cfn-lint template.yaml" in makefile
         and "validate --lint" in makefile
         and "check_build.py" in makefile
     )
+    # make test runs lint, and lint the tools that are not ours on the artefacts
+    lint = re.search(r"^lint:.*?(?=^\S)", makefile, re.MULTILINE | re.DOTALL).group(0)
+    for command in ("cfn-lint template.yaml", ".ci/check_asl.py", ".ci/check_iam.py"):
+        assert command in lint, command
+    assert re.search(r"^test: lint", makefile, re.MULTILINE)
     ignored = (ROOT / ".gitignore").read_text().split()
-    for entry in (".venv/", ".venv-sam/", ".aws-sam/", "*.egg-info/"):
+    for entry in (".venv/", ".venv-sam/", ".aws-sam/", "*.egg-info/", "node_modules/"):
         assert entry in ignored, entry

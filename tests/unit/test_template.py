@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ OUTPUTS = (
     *(f"{t}Name" for t in TABLES),
 )
 DATA_KEY_ARN = {"Fn::GetAtt": ["DataKey", "Arn"]}
+RUNTIME = "python3.13"  # Amazon Linux 2023; python3.11 runs on Amazon Linux 2 (issue 10, item 9)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +156,7 @@ def iam_statements(doc: dict) -> Iterator[tuple[str, dict]]:
         documents = []
         if rtype == "AWS::IAM::Role":
             documents += [pol["PolicyDocument"] for pol in p.get("Policies", [])]
-        if rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        if rtype in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
             documents.append(p["PolicyDocument"])
         if rtype in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
             policies = p.get("Policies", [])
@@ -230,11 +232,11 @@ def check_schedules(doc: dict) -> None:
 
 def check_function_globals(doc: dict) -> None:
     glob = doc["Globals"]["Function"]
-    assert glob.get("Runtime") == "python3.11" and glob.get("Tracing") == "Active", "Globals runtime/tracing"
+    assert glob.get("Runtime") == RUNTIME and glob.get("Tracing") == "Active", "Globals runtime/tracing"
     assert glob.get("Architectures") == [{"Ref": "LambdaArchitecture"}]
     for name in FUNCTIONS:
         p = props(doc, name)
-        assert p.get("Runtime", "python3.11") == "python3.11", f"{name} overrides the runtime"
+        assert p.get("Runtime", RUNTIME) == RUNTIME, f"{name} overrides the runtime"
         assert p.get("Tracing", "Active") == "Active", f"{name} turns tracing off"
         assert p.get("Handler") == "app.lambda_handler", name
         assert {"Ref": "CommonLayer"} in p.get("Layers", []), (
@@ -280,6 +282,203 @@ def check_data_key(doc: dict) -> None:
     assert logs and all("kms:EncryptionContext:aws:logs:arn" in json.dumps(s.get("Condition")) for s in logs)
 
 
+def _actions(statement: dict) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def _resources(statement: dict) -> list:
+    resources = statement.get("Resource", [])
+    return resources if isinstance(resources, list) else [resources]
+
+
+def check_put_events_on_any_resource(doc: dict) -> None:
+    """PutEvents has no resource type: the caller "must have permission to perform the
+    personalize:PutEvents action with the wildcard * in the Resource element" (PutEvents API
+    reference); anything narrower is denied on AWS (issue 10, item 1)."""
+    granted = set()
+    for logical_id, statement in iam_statements(doc):
+        if "personalize:PutEvents" in _actions(statement):
+            assert _resources(statement) == ["*"], f"{logical_id}: PutEvents on {_resources(statement)}"
+            granted.add(logical_id)
+    assert granted == {"EventsFunction", "EventReplayFunction"}, granted
+
+
+def check_lint_rules_not_silenced(doc: dict) -> None:
+    """cfn-lint runs with every rule: no ignore_checks in the template (or per resource)."""
+    assert "cfn-lint" not in (doc.get("Metadata") or {}), "template-wide cfn-lint config"
+    for logical_id, spec in doc["Resources"].items():
+        assert "cfn-lint" not in (spec.get("Metadata") or {}), f"{logical_id}: cfn-lint config"
+
+
+def check_lambda_build(doc: dict) -> None:
+    """Every function and the layer build with functions/Makefile for LambdaArchitecture (python3.13
+    wheels installed by pip; no hard-coded architecture, no python3.11 anywhere)."""
+    makefile = {"BuildMethod": "makefile", "ContextPath": "functions"}
+    for name in FUNCTIONS:
+        metadata = doc["Resources"][name].get("Metadata") or {}
+        assert {k: metadata.get(k) for k in makefile} == makefile, f"{name}: Metadata {metadata}"
+        assert re.search(
+            rf"^build-%Function:|^build-{name}:", (ROOT / "functions/Makefile").read_text(), re.M
+        )
+    layer = doc["Resources"]["CommonLayer"]
+    assert {k: layer["Metadata"].get(k) for k in makefile} == makefile, "CommonLayer Metadata"
+    assert layer["Metadata"].get("BuildArchitecture") == {"Ref": "LambdaArchitecture"}, "layer architecture"
+    assert layer["Properties"].get("CompatibleArchitectures") == [{"Ref": "LambdaArchitecture"}]
+    assert layer["Properties"].get("CompatibleRuntimes") == [RUNTIME], "layer runtimes"
+    assert "python3.11" not in json.dumps(doc), "python3.11 left in the template"
+
+
+# The Personalize KMS guide: "Your AWS KMS key policy and IAM policies must grant permissions for the
+# following actions: Decrypt, GenerateDataKey, DescribeKey, CreateGrant (only required in key policy),
+# ListGrants" (https://docs.aws.amazon.com/personalize/latest/dg/granting-personalize-key-access.html).
+KMS_FOR_PERSONALIZE = {
+    "kms:Decrypt",
+    "kms:GenerateDataKey",
+    "kms:DescribeKey",
+    "kms:CreateGrant",
+    "kms:ListGrants",
+}
+PERSONALIZE_ROLE_ARN = {"Fn::GetAtt": ["PersonalizeRole", "Arn"]}
+
+
+def check_personalize_key_access(doc: dict) -> None:
+    """DataKey's policy and PersonalizeRole grant what the guide lists, the role trusts Personalize
+    with the confused-deputy conditions, and the state machine may pass only that role to it."""
+    key_statements = _statements(props(doc, "DataKey")["KeyPolicy"])
+    for principal in ({"AWS": PERSONALIZE_ROLE_ARN}, {"Service": "personalize.amazonaws.com"}):
+        granted = set()
+        for s in key_statements:
+            if s.get("Effect") == "Allow" and s.get("Principal") == principal:
+                granted |= set(_actions(s))
+        assert granted == KMS_FOR_PERSONALIZE, f"key policy for {principal}: {sorted(granted)}"
+    role_kms = set()
+    for logical_id, statement in iam_statements(doc):
+        if logical_id == "PersonalizeRolePolicy":
+            role_kms |= {a for a in _actions(statement) if a.startswith("kms:")}
+            if any(a.startswith("kms:") for a in _actions(statement)):
+                assert _resources(statement) == [DATA_KEY_ARN], statement
+    assert role_kms == KMS_FOR_PERSONALIZE - {"kms:CreateGrant"}, f"PersonalizeRole kms: {sorted(role_kms)}"
+    assert props(doc, "PersonalizeRolePolicy")["RoleName"] == {"Ref": "PersonalizeRole"}
+    (trust,) = _statements(props(doc, "PersonalizeRole")["AssumeRolePolicyDocument"])
+    assert trust["Principal"] == {"Service": "personalize.amazonaws.com"}
+    assert set(trust["Condition"]) == {"StringEquals", "ArnLike"}, "aws:SourceAccount and aws:SourceArn"
+    passes = [s for lid, s in iam_statements(doc) if "iam:PassRole" in _actions(s)]
+    assert [lid for lid, s in iam_statements(doc) if "iam:PassRole" in _actions(s)] == [
+        "TrainingStateMachine"
+    ]
+    (passing,) = passes
+    assert _resources(passing) == [PERSONALIZE_ROLE_ARN], passing
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "personalize.amazonaws.com"}}
+    subs = props(doc, "TrainingStateMachine")["DefinitionSubstitutions"]
+    assert subs["DataKeyArn"] == DATA_KEY_ARN and subs["PersonalizeRoleArn"] == PERSONALIZE_ROLE_ARN
+
+
+def check_prepare_data_s3_is_what_it_calls(doc: dict) -> None:
+    """app.py: GetObject raw/<kind>.csv (absent optional files need ListBucket to read as 404),
+    PutObject training/ and reports/; nothing else (no ACLs, no lifecycle, no deletes)."""
+    policies = props(doc, "PrepareDataFunction")["Policies"]
+    assert not [p for p in policies if isinstance(p, dict) and any(k.startswith("S3") for k in p)], (
+        "S3 template"
+    )
+    granted = {}
+    for logical_id, statement in iam_statements(doc):
+        if logical_id == "PrepareDataFunction":
+            for action in _actions(statement):
+                if action.startswith("s3:"):
+                    granted.setdefault(action, []).extend(json.dumps(r) for r in _resources(statement))
+    assert sorted(granted) == ["s3:GetObject", "s3:ListBucket", "s3:PutObject"], sorted(granted)
+    assert granted["s3:GetObject"] == [json.dumps({"Fn::Sub": "${DataBucket.Arn}/raw/*"})]
+    assert granted["s3:ListBucket"] == [json.dumps({"Fn::GetAtt": ["DataBucket", "Arn"]})]
+    assert sorted(granted["s3:PutObject"]) == sorted(
+        json.dumps({"Fn::Sub": f"${{DataBucket.Arn}}/{prefix}/*"}) for prefix in ("reports", "training")
+    )
+
+
+def _code_dir(function: str) -> Path:
+    """functions/<snake_case> of a function's logical id (EventReplayFunction -> functions/event_replay)."""
+    return ROOT / "functions" / re.sub(r"(?<!^)(?=[A-Z])", "_", function.removesuffix("Function")).lower()
+
+
+def _called_operations() -> dict[str, set[str]]:
+    """{role owner: IAM actions its code calls}: boto3 methods in a function's folder and the common
+    layer; aws-sdk/optimised integrations in the state machine's definition."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    to_action = {}
+    for service in ("personalize", "personalize-runtime", "personalize-events", "s3"):
+        model = session.get_service_model(service)
+        prefix = model.signing_name if service == "s3" else "personalize"
+        for op in model.operation_names:
+            to_action[re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower()] = f"{prefix}:{op}"
+    common = "".join(p.read_text() for p in (ROOT / "functions/common/recsys_common").glob("*.py"))
+    called = {}
+    for name in FUNCTIONS:
+        code = common + "".join(p.read_text() for p in _code_dir(name).rglob("*.py"))
+        called[name] = {to_action[m] for m in re.findall(r"\.(\w+)\(", code) if m in to_action}
+    asl = (ROOT / "statemachines/training.asl.json").read_text()
+    called["TrainingStateMachine"] = {
+        f"{service}:{op[0].upper()}{op[1:]}"
+        for service, op in re.findall(r"arn:aws:states:::aws-sdk:(\w+):(\w+)", asl)
+    }
+    return called
+
+
+# Granted but not (yet) called, each with its reason. Everything else granted must be called.
+NOT_CALLED = {
+    ("PrepareDataFunction", "s3:ListBucket"): "turns GetObject of an absent optional raw file into a 404",
+}
+
+
+def check_granted_actions_are_called(doc: dict) -> None:
+    """Personalize and S3 permissions of each function and the state machine are calls its code or
+    definition makes (least privilege: issue 10, item 10), apart from NOT_CALLED's reasoned list."""
+    called = _called_operations()
+    for logical_id, statement in iam_statements(doc):
+        for action in _actions(statement):
+            if action.split(":")[0] in ("personalize", "s3") and logical_id in called:
+                assert action in called[logical_id] or (logical_id, action) in NOT_CALLED, (
+                    f"{logical_id} is granted {action} but never calls it"
+                )
+
+
+def check_vpc_parameters_guarded(doc: dict) -> None:
+    """No resource gets an empty VPC id: UseVpc needs every VPC parameter, and the Rules make
+    CloudFormation refuse EnableVpcEndpoints=true without them (instead of silently no VPC)."""
+    use_vpc = json.dumps(doc["Conditions"]["UseVpc"])
+    rules = json.dumps(doc.get("Rules") or {})
+    for name in ("EnableVpcEndpoints", "VpcId", "SubnetIds", "SecurityGroupIds", "RouteTableIds"):
+        assert f'{{"Ref": "{name}"}}' in use_vpc, f"UseVpc ignores {name}"
+        assert f'{{"Ref": "{name}"}}' in rules, f"no rule on {name}"
+
+
+def check_alarms_watch_published_metrics(doc: dict) -> None:
+    """Every alarm on the project's namespace watches a metric the code really publishes, under the
+    publishing function's service dimension; pending events have an alarm (issue 10, item 1)."""
+    services = {props(doc, f)["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]: f for f in FUNCTIONS}
+    asl = (ROOT / "statemachines/training.asl.json").read_text()
+    watched = set()
+    for name, alarm in resources(doc, "AWS::CloudWatch::Alarm").items():
+        p = alarm["Properties"]
+        stats = [m["MetricStat"]["Metric"] for m in p.get("Metrics", []) if "MetricStat" in m] or [p]
+        for metric in stats:
+            if metric.get("Namespace") != {"Fn::Sub": "${ProjectName}/${Environment}"}:
+                continue
+            watched.add(metric["MetricName"])
+            dims = {d["Name"]: d["Value"] for d in metric.get("Dimensions", [])}
+            if "service" not in dims:
+                assert metric["MetricName"] in asl, f"{name}: nobody publishes {metric['MetricName']}"
+                continue
+            function = services.get(dims["service"])
+            assert function, f"{name}: no function has service {dims['service']!r}"
+            code = "".join(p.read_text() for p in _code_dir(function).rglob("*.py"))
+            assert f'"{metric["MetricName"]}"' in code, (
+                f"{name}: {function} never publishes {metric['MetricName']}"
+            )
+    assert "OldestPendingEventAgeSeconds" in watched, "no alarm on events that stay pending"
+
+
 CHECKS: dict[str, Callable[[dict], None]] = {
     f.__name__: f
     for f in (
@@ -298,6 +497,14 @@ CHECKS: dict[str, Callable[[dict], None]] = {
         check_state_machine,
         check_outputs,
         check_data_key,
+        check_put_events_on_any_resource,
+        check_lint_rules_not_silenced,
+        check_lambda_build,
+        check_personalize_key_access,
+        check_prepare_data_s3_is_what_it_calls,
+        check_granted_actions_are_called,
+        check_vpc_parameters_guarded,
+        check_alarms_watch_published_metrics,
     )
 }
 
@@ -390,9 +597,9 @@ BREAKAGES: list[tuple[str, str, Callable[[dict], None]]] = [
     (
         "prefix wildcard in a role",
         "check_no_wildcard_actions",
-        lambda d: d[R]["PersonalizeRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][
-            0
-        ].update(Action=["s3:Get*"]),
+        lambda d: d[R]["PersonalizeRolePolicy"]["Properties"]["PolicyDocument"]["Statement"][0].update(
+            Action=["s3:Get*"]
+        ),
     ),
     (
         "star action on the state machine",
@@ -456,6 +663,111 @@ BREAKAGES: list[tuple[str, str, Callable[[dict], None]]] = [
     ),
     ("output dropped", "check_outputs", lambda d: d["Outputs"].pop("ApiUrl")),
     ("rotation off", "check_data_key", _set([R, "DataKey", "Properties", "EnableKeyRotation"], False)),
+    (
+        "PutEvents on the trackers' ARNs (main before issue 10)",
+        "check_put_events_on_any_resource",
+        _add_statement(
+            "EventReplayFunction",
+            {
+                "Effect": "Allow",
+                "Action": "personalize:PutEvents",
+                "Resource": {
+                    "Fn::Sub": "arn:${AWS::Partition}:personalize:${AWS::Region}:${AWS::AccountId}:event-tracker/*"
+                },
+            },
+        ),
+    ),
+    (
+        "E2533 silenced again",
+        "check_lint_rules_not_silenced",
+        lambda d: d["Metadata"].update({"cfn-lint": {"config": {"ignore_checks": ["E2533"]}}}),
+    ),
+    (
+        "layer built for arm64 only",
+        "check_lambda_build",
+        _set([R, "CommonLayer", "Metadata", "BuildArchitecture"], "arm64"),
+    ),
+    (
+        "layer on python3.11",
+        "check_lambda_build",
+        _set([R, "CommonLayer", "Properties", "CompatibleRuntimes"], ["python3.11"]),
+    ),
+    (
+        "a function on SAM's python builder",
+        "check_lambda_build",
+        _set([R, "ExperimentsFunction", "Metadata"], {"BuildMethod": "python3.13"}),
+    ),
+    (
+        "key policy without CreateGrant for the role",
+        "check_personalize_key_access",
+        lambda d: [
+            s.update(Action=[a for a in s["Action"] if a != "kms:CreateGrant"])
+            for s in d[R]["DataKey"]["Properties"]["KeyPolicy"]["Statement"]
+            if s.get("Sid") == "PersonalizeRoleUsesKey"
+        ],
+    ),
+    (
+        "role without ListGrants",
+        "check_personalize_key_access",
+        lambda d: [
+            s.update(Action=[a for a in s["Action"] if a != "kms:ListGrants"])
+            for s in d[R]["PersonalizeRolePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+            if s.get("Sid") == "UseDataKey"
+        ],
+    ),
+    (
+        "PassRole on any role",
+        "check_personalize_key_access",
+        lambda d: [
+            s.update(Resource="*")
+            for p in d[R]["TrainingStateMachine"]["Properties"]["Policies"]
+            if isinstance(p, dict) and "Statement" in p
+            for s in p["Statement"]
+            if s.get("Sid") == "HandRoleToPersonalize"
+        ],
+    ),
+    (
+        "S3CrudPolicy back on PrepareData (main before issue 10)",
+        "check_prepare_data_s3_is_what_it_calls",
+        lambda d: d[R]["PrepareDataFunction"]["Properties"]["Policies"].append(
+            {"S3CrudPolicy": {"BucketName": {"Ref": "DataBucket"}}}
+        ),
+    ),
+    (
+        "DescribeRecipe and TagResource granted (main before issue 10)",
+        "check_granted_actions_are_called",
+        _add_statement(
+            "TrainingStateMachine",
+            {
+                "Effect": "Allow",
+                "Action": ["personalize:DescribeRecipe", "personalize:TagResource"],
+                "Resource": "*",
+            },
+        ),
+    ),
+    (
+        "GetPersonalizedRanking granted to serving",
+        "check_granted_actions_are_called",
+        _add_statement(
+            "RecommendationsFunction",
+            {"Effect": "Allow", "Action": "personalize:GetPersonalizedRanking", "Resource": "*"},
+        ),
+    ),
+    (
+        "UseVpc on the switch alone (main before issue 10)",
+        "check_vpc_parameters_guarded",
+        _set(["Conditions", "UseVpc"], {"Fn::Equals": [{"Ref": "EnableVpcEndpoints"}, "true"]}),
+    ),
+    (
+        "pending-events alarm dropped",
+        "check_alarms_watch_published_metrics",
+        lambda d: d[R].pop("EventsPendingAlarm"),
+    ),
+    (
+        "alarm on a metric nobody publishes",
+        "check_alarms_watch_published_metrics",
+        _set([R, "EventsPendingAlarm", "Properties", "MetricName"], "EventsPending"),
+    ),
 ]
 
 
@@ -530,11 +842,13 @@ def test_expanded_roles_are_least_privilege(doc, monkeypatch):
         assert statement["Resource"] == {"Ref": "TrainingStateMachine"}
 
 
-def test_expanded_functions_run_python311_traced_with_own_logs(doc, monkeypatch):
+def test_expanded_functions_run_python313_traced_with_own_logs(doc, monkeypatch):
     expanded = sam_transform(doc, monkeypatch)
+    (layer,) = resources(expanded, "AWS::Lambda::LayerVersion").values()
+    assert layer["Properties"]["CompatibleRuntimes"] == [RUNTIME]
     for name in FUNCTIONS:
         p = expanded["Resources"][name]["Properties"]
-        assert p["Runtime"] == "python3.11" and p["TracingConfig"] == {"Mode": "Active"}, name
+        assert p["Runtime"] == RUNTIME and p["TracingConfig"] == {"Mode": "Active"}, name
         assert p["LoggingConfig"]["LogGroup"]["Ref"] in resources(doc, "AWS::Logs::LogGroup"), name
 
 
@@ -563,6 +877,10 @@ def test_switches_resolve_both_ways():
             "TableBillingMode": "PROVISIONED",
             "ReadCapacity": 7,
             "EnableVpcEndpoints": "true",
+            "VpcId": "vpc-0123456789abcdef0",
+            "SubnetIds": "subnet-0a,subnet-0b",
+            "SecurityGroupIds": "sg-0a",
+            "RouteTableIds": "rtb-0a",
             "NotificationEmail": "ops@example.com",
             "EnableFullSchedule": "false",
             "EnableUpdateSchedule": "true",
