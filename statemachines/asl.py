@@ -157,6 +157,40 @@ class Flow:
         self.nested.append((child, width))
         return child.definition(start)
 
+    def map(
+        self,
+        local: str,
+        child: Flow,
+        start: str,
+        *,
+        items: str,
+        item: str,
+        width: str,
+        result: str | None,
+        next: str,
+        concurrency: int,
+        comment: str,
+        selector: dict | None = None,
+    ) -> str:
+        """An inline Map over `items`: each iteration gets the item as `item`, $.ctx and `selector`;
+        a failure it does not handle goes to this flow's failure state."""
+        return self.add(
+            local,
+            {
+                "Type": "Map",
+                "Comment": comment,
+                "ItemsPath": items,
+                "MaxConcurrency": concurrency,
+                "ItemSelector": {f"{item}.$": "$$.Map.Item.Value", "ctx.$": "$.ctx", **(selector or {})},
+                "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, **self.scope(child, start, width)},
+                "ResultPath": result,
+                "Catch": [
+                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": self.on_failure}
+                ],
+                "Next": self.name(next),
+            },
+        )
+
     def section(self, prefix: str, on_failure: str) -> Flow:
         """Named states of this same scope ("Rollback: ..."), failing to `on_failure` (full name)."""
         return Flow(prefix, None, on_failure, self.states, self.loops, self.nested)

@@ -428,32 +428,21 @@ def datasets(top: Flow) -> None:
         failed="Schema update failed",
     )
     import_plan(flow)
-    top.add(
+    top.on_failure = _step_failed(top, "Datasets and imports")
+    top.map(
         "Datasets and imports",
-        {
-            "Type": "Map",
-            "Comment": "Schema, dataset and import job for interactions, items and users, all three in parallel.",
-            "ItemsPath": "$.plan.value.datasets",
-            "MaxConcurrency": 3,
-            "ItemSelector": {
-                "dataset.$": "$$.Map.Item.Value",
-                "ctx.$": "$.ctx",
-                "skipImport.$": "$.config.skipImport",
-                "datasetGroupName.$": "$.plan.value.datasetGroupName",
-            },
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                **top.scope(flow, "Present?", "datasets"),
-            },
-            "ResultPath": "$.imports",
-            "Catch": [
-                {
-                    "ErrorEquals": ["States.ALL"],
-                    "ResultPath": "$.failure",
-                    "Next": _step_failed(top, "Datasets and imports"),
-                }
-            ],
-            "Next": "Imported?",
+        flow,
+        "Present?",
+        items="$.plan.value.datasets",
+        item="dataset",
+        width="datasets",
+        result="$.imports",
+        next="Imported?",
+        concurrency=3,
+        comment="Schema, dataset and import job for interactions, items and users, all three in parallel.",
+        selector={
+            "skipImport.$": "$.config.skipImport",
+            "datasetGroupName.$": "$.plan.value.datasetGroupName",
         },
     )
 
@@ -649,22 +638,17 @@ def filters(top: Flow) -> None:
         None,
         {"#f.$": "$.filter.key"},
     )
-    top.add(
+    top.map(
         "Filters",
-        {
-            "Type": "Map",
-            "Comment": "Filters are immutable: created once by name, reused after.",
-            "ItemsPath": "$.plan.value.filters",
-            "MaxConcurrency": 2,
-            "ItemSelector": {"filter.$": "$$.Map.Item.Value", "ctx.$": "$.ctx"},
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                **top.scope(flow, "Create filter", "filters"),
-            },
-            "ResultPath": None,
-            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": "Setup failed"}],
-            "Next": "Baseline and similar items",
-        },
+        flow,
+        "Create filter",
+        items="$.plan.value.filters",
+        item="filter",
+        width="filters",
+        result=None,
+        next="Baseline and similar items",
+        concurrency=2,
+        comment="Filters are immutable: created once by name, reused after.",
     )
 
 
@@ -1066,33 +1050,19 @@ def models(top: Flow) -> None:
         },
     )
     variants = variant_flow()
-    top.add(
+    top.on_failure = _step_failed(top, "Variants")
+    top.map(
         "Variants",
-        {
-            "Type": "Map",
-            "Comment": "Per A/B variant, all at once: train, gate, deploy, publish. One variant failing does not stop the others.",
-            "ItemsPath": "$.plan.value.variants",
-            "MaxConcurrency": 0,
-            "ItemSelector": {
-                "solution.$": "$$.Map.Item.Value",
-                "ctx.$": "$.ctx",
-                "baselineMetrics.$": "$.trained.baseline.metrics",
-                "qualityGate.$": "$.config.qualityGate",
-            },
-            "ItemProcessor": {
-                "ProcessorConfig": {"Mode": "INLINE"},
-                **top.scope(variants, "Create solution", "variants"),
-            },
-            "ResultPath": "$.results",
-            "Catch": [
-                {
-                    "ErrorEquals": ["States.ALL"],
-                    "ResultPath": "$.failure",
-                    "Next": _step_failed(top, "Variants"),
-                }
-            ],
-            "Next": "Any variant failed?",
-        },
+        variants,
+        "Create solution",
+        items="$.plan.value.variants",
+        item="solution",
+        width="variants",
+        result="$.results",
+        next="Any variant failed?",
+        concurrency=0,
+        comment="Per A/B variant, all at once: train, gate, deploy, publish. One variant failing does not stop the others.",
+        selector={"baselineMetrics.$": "$.trained.baseline.metrics", "qualityGate.$": "$.config.qualityGate"},
     )
     # Parameters paths may filter ("Using JSONPath paths": only reference paths are restricted).
     top.pass_(
