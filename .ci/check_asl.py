@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from local import template as tmpl  # noqa: E402
-from local.provision import state_machine_definition  # noqa: E402
+from local.sam import template as tmpl  # noqa: E402
+from local.sam.provision import state_machine_definition  # noqa: E402
 
 VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 STATE_MACHINES = ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")

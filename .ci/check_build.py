@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 
 from lambda_constraints import constraints, normalise  # noqa: E402  (the build's own versions)
 
-from local.template import load_yaml  # noqa: E402  (the repo's CloudFormation-aware YAML loader)
+from local.sam.template import load_yaml  # noqa: E402  (the repo's CloudFormation-aware YAML loader)
 
 PYTHON_TAG = "cp313"  # python3.13 (template Globals.Function.Runtime)
 # Amazon Linux 2023 ships glibc 2.34: manylinux_2_X wheels run when X <= 34 (PEP 600).

@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from local import template as tmpl  # noqa: E402  (the local stack's template resolver)
+from local.sam import template as tmpl  # noqa: E402  (the local stack's template resolver)
 
 # (location pattern (fnmatch), parliament issue, action or "" for any) -> why the finding is right.
 EXCEPTIONS: list[tuple[str, str, str, str]] = [

@@ -60,7 +60,7 @@ def _fresh_import(body: str, env: dict[str, str], paths: list[str]) -> dict:
 
 
 def _function_envs() -> dict[str, tuple[dict[str, str], list[str], str]]:
-    from local.lambda_runner import function_specs
+    from local.sam.lambda_runner import function_specs
     from local.stack import load_template
 
     specs = {s.logical_id: s for s in function_specs(load_template(), {}).values()}

@@ -128,7 +128,7 @@ def _print_ready(stack, trained: bool) -> None:
     print(f"  curl -s {url}/experiments/{experiment}            # variants, weights, live campaigns")
     print(f"  curl -s {url}/experiments/{experiment}/results    # the A/B test's results")
     print(
-        f"Report with charts: python -m local.report --api-url {url} --experiment {experiment} --out reports/"
+        f"Report with charts: python -m local.tools.report --api-url {url} --experiment {experiment} --out reports/"
     )
     if not trained:
         print("(no training ran: upload raw/ data to the bucket and start the state machine to train)")
@@ -150,7 +150,7 @@ def _example_ids(stack) -> tuple[str, str]:
 
 def _run_simulator(stack, data: Path) -> None:
     try:
-        from local import simulate
+        from local.tools import simulate
     except ImportError as exc:
         print(f"--simulate: the traffic simulator is not available ({exc})")
         return
@@ -167,8 +167,8 @@ def _interrupt(*_: object) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from local.sam.template import TemplateError
     from local.stack import ROOT, LocalStack, StackError
-    from local.template import TemplateError
 
     state_dir = Path(args.state_dir)
     if _running_pid(state_dir) is not None:

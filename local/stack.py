@@ -16,7 +16,6 @@ How the pieces reach each other (verified; see docs/local-stack.md):
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -24,18 +23,17 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
 import boto3
 from botocore.config import Config
 
-from local import moto_dynamodb
-from local import provision as prov
-from local import template as tmpl
-from local.engine_process import EngineProcess, EngineStartError
-from local.lambda_runner import LambdaRunner, function_specs
+from local import moto_patches
+from local.sam import provision as prov
+from local.sam import template as tmpl
+from local.sam.engine_process import EngineProcess, EngineStartError
+from local.sam.lambda_runner import LambdaRunner, function_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CREDENTIALS = {
@@ -81,43 +79,6 @@ def load_template(
 ) -> tmpl.Template:
     """The template as the local stack resolves it (local parameter overrides, local stack name)."""
     return tmpl.load(path, {**LOCAL_PARAMETERS, **(overrides or {})}, stack_name=STACK_NAME)
-
-
-def fix_moto_execution_clone() -> None:
-    """Let moto's Step Functions engine start a second execution of a state machine (two fixes).
-
-    moto 5.2.1's StartExecution deep-copies the state machine, including its past executions,
-    whose workers hold boto3 clients (locks): the copy raises "cannot pickle '_thread.RLock'"
-    and every execution after the first one that called a service fails with HTTP 500.
-    The clone only needs the definition and settings, so past executions are shared, not copied.
-    """
-    from moto.stepfunctions.models import StateMachine
-
-    if getattr(StateMachine, "_local_clone_fix", False):
-        return
-
-    def deepcopy_sharing_executions(self: Any, memo: dict) -> Any:
-        clone = self.__class__.__new__(self.__class__)
-        memo[id(self)] = clone
-        for key, value in self.__dict__.items():
-            setattr(clone, key, value if key == "executions" else copy.deepcopy(value, memo))
-        return clone
-
-    StateMachine.__deepcopy__ = deepcopy_sharing_executions
-    StateMachine._local_clone_fix = True
-
-    # StartExecution without a name: AWS generates a UUID, moto names it "None" (so the second
-    # unnamed execution of a machine fails with ExecutionAlreadyExists).
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
-
-    original = StepFunctionsParserBackend.start_execution
-
-    def start_execution(
-        self: Any, state_machine_arn: str, name: str | None = None, *args: Any, **kwargs: Any
-    ):
-        return original(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
-
-    StepFunctionsParserBackend.start_execution = start_execution
 
 
 class StackError(RuntimeError):
@@ -182,7 +143,6 @@ class LocalStack:
         try:
             self._start_moto()
             self._start_personalize()
-            self._install_sfn_adapter()
             self._provision()
             self._start_functions()
             self.write_endpoints_file()
@@ -242,8 +202,7 @@ class LocalStack:
         for suffix in MOTO_SERVICES:  # in-process calls stay in-process (moto's stubber)
             os.environ.pop(f"AWS_ENDPOINT_URL_{suffix}", None)
         os.environ.pop("AWS_ENDPOINT_URL", None)
-        fix_moto_execution_clone()
-        moto_dynamodb.install()  # DynamoDB's concurrency semantics for the serving Lambdas
+        moto_patches.install()  # DynamoDB's concurrency, Step Functions' aws-sdk casing and executions
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         port = _pick_port(self.host, self.port + 1 if self.port else 0)
@@ -279,17 +238,6 @@ class LocalStack:
             self.endpoints[f"AWS_ENDPOINT_URL_{suffix}"] = self._personalize.url
             os.environ[f"AWS_ENDPOINT_URL_{suffix}"] = self._personalize.url  # for moto's SFN engine
 
-    def _install_sfn_adapter(self) -> None:
-        try:
-            from local import sfn_sdk_adapter
-        except ImportError:
-            print(
-                "  ! local/sfn_sdk_adapter.py not available: aws-sdk tasks get moto's raw casing",
-                file=self.out,
-            )
-            return
-        sfn_sdk_adapter.install()
-
     def _provision(self) -> None:
         t = self.template
         result = prov.provision(t, self.client)
@@ -315,7 +263,7 @@ class LocalStack:
         self.endpoints["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url  # moto's SFN engine invokes through it
 
-        from local.http_api import HttpApi
+        from local.sam.http_api import HttpApi
 
         apis = t.of_type("AWS::Serverless::HttpApi")
         cors = t.resolve(apis[0].properties.get("CorsConfiguration")) if apis else None
@@ -454,7 +402,7 @@ class LocalStack:
         return f"worst case at MaxPolls {max_polls} with {variants} variants: {worst:,} of Step Functions' 25,000"
 
     def train(self, mode: str = "FULL", out: TextIO | None = None, timeout: float = 1800):
-        from local.progress import follow
+        from local.tools.progress import follow
 
         out = out or self.out
         sfn = self.client("stepfunctions")

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from local import template as tmpl
+from local.sam import template as tmpl
 from local.stack import load_template
 from tests.e2e.conftest import ROOT, TEMPLATE, start_stack
 
@@ -188,7 +188,7 @@ def lambda_handler(event, context):
 
 @pytest.fixture
 def runner(tmp_path):
-    from local.lambda_runner import FunctionSpec, LambdaRunner
+    from local.sam.lambda_runner import FunctionSpec, LambdaRunner
 
     (tmp_path / "fn").mkdir()
     (tmp_path / "fn" / "app.py").write_text(HANDLER)

@@ -347,7 +347,7 @@ def test_the_engine_killed_mid_way_serves_fallbacks_keeps_events_and_replays_the
 
 
 def _invoke_replay(serving, payload: dict) -> dict:
-    from local.lambda_runner import function_specs
+    from local.sam.lambda_runner import function_specs
     from local.stack import load_template
 
     name = next(

@@ -16,7 +16,7 @@ import pytest
 from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
-from local import report, simulate
+from local.tools import report, simulate
 from tests.e2e.conftest import start_stack
 from tests.integration.test_results_api import _load
 

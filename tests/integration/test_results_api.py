@@ -34,7 +34,7 @@ def _table_requests() -> dict[str, dict]:
     """CreateTable requests from template.yaml via the local stack's helpers when they exist;
     otherwise the key schema of docs/architecture.md."""
     try:
-        from local import provision, template
+        from local.sam import provision, template
 
         t = template.load(ROOT / "template.yaml")
         out = {}

@@ -18,9 +18,10 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from local import moto_dynamodb, provision, template
-from local.http_api import build_event, make_route
-from local.lambda_runner import function_specs
+from local.moto_patches import dynamodb as moto_dynamodb
+from local.sam import provision, template
+from local.sam.http_api import build_event, make_route
+from local.sam.lambda_runner import function_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from local import report
+from local.tools import report
 from tests.unit.abtest_helpers import EVENT_TYPES
 from tests.unit.test_abtest_analysis import WEIGHTS, _experiment
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from local import simulate
+from local.tools import simulate
 
 ITEMS = [{"item_id": f"i{k}", "genres": [f"g{k % 16}"], "price": 10.0} for k in range(400)]
 BY_CLUSTER = defaultdict(list)

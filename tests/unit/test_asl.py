@@ -436,9 +436,9 @@ def _substituted(definition: dict, values: dict) -> dict:
 def sfn_env(fake_aws_env):
     from moto import mock_aws
 
-    from local.stack import fix_moto_execution_clone
+    from local import moto_patches
 
-    fix_moto_execution_clone()  # a second execution in one moto session
+    moto_patches.install()  # a second execution in one moto session, aws-sdk casing
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         import boto3
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from local.template import load_yaml
+from local.sam.template import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / ".ci"))

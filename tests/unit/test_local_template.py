@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from local import template as tmpl
-from local.http_api import build_event, make_route, match, to_http_response
-from local.provision import state_machine_definition, table_request
+from local.sam import template as tmpl
+from local.sam.http_api import build_event, make_route, match, to_http_response
+from local.sam.provision import state_machine_definition, table_request
 
 TEMPLATE = textwrap.dedent(
     """

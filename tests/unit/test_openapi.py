@@ -12,7 +12,7 @@ DOC = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
 
 
 def _template_routes() -> set[tuple[str, str]]:
-    from local import template
+    from local.sam import template
 
     t = template.load(ROOT / "template.yaml")
     routes = set()

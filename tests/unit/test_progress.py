@@ -1,4 +1,4 @@
-"""local/progress.py: one line per working state, poll-loop bookkeeping hidden, failures named."""
+"""local/tools/progress.py: one line per working state, poll-loop bookkeeping hidden, failures named."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import io
 import json
 
-from local.progress import ProgressPrinter, training_views
+from local.tools.progress import ProgressPrinter, training_views
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from local.template import load_yaml
+from local.sam.template import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = (
@@ -866,8 +866,8 @@ def test_dashboard_body_is_json_naming_real_resources():
 
 
 def test_switches_resolve_both_ways():
-    from local import template as tmpl
-    from local.provision import table_request
+    from local.sam import template as tmpl
+    from local.sam.provision import table_request
 
     off = tmpl.load(ROOT / "template.yaml", {"Environment": "prod"})
     assert "ProvisionedThroughput" not in table_request(off, off.resources["ItemsTable"])

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from local.template import Resource, Template
+from local.sam.template import Resource, Template
 
 ClientFactory = Callable[[str], Any]
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from local.template import Resource, Template
+from local.sam.template import Resource, Template
 
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 MAX_WORKERS_PER_FUNCTION = 4
 
 
@@ -197,7 +197,7 @@ def _error_payload(exc: BaseException, error_type: str | None = None) -> dict:
 class _Worker:
     def __init__(self, spec: FunctionSpec, log_path: Path):
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from local.lambda_runner import _worker_main; _worker_main()"],
+            [sys.executable, "-c", "from local.sam.lambda_runner import _worker_main; _worker_main()"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=str(_ROOT),

@@ -1,6 +1,6 @@
 """Traffic simulator: users with planted preferences browse through the HTTP API.
 
-    python -m local.simulate --api-url http://127.0.0.1:3000 [--users 300] [--sessions 5] [--aa]
+    python -m local.tools.simulate --api-url http://127.0.0.1:3000 [--users 300] [--sessions 5] [--aa]
 
 Each simulated user has a hidden taste: they like some genres/categories (from the items in the
 response; items without metadata fall into id-hashed clusters). In every session the user asks for
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  {v}: users={s['users']} conversion={s['conversion']:.3f} revenue/user={s['revenue_per_user']:.2f} "
             f"events={s['events']} fallbacks={s['fallbacks']}"
         )
-    from local.report import fetch_results
+    from local.tools.report import fetch_results
 
     results = fetch_results(args.api_url, args.experiment)
     print(f"results: {results['verdict']['summary']}")

@@ -1,4 +1,4 @@
-"""local/moto_dynamodb.py: TransactWriteItems all-or-nothing without whole-table rollbacks, and
+"""local/moto_patches/dynamodb.py: TransactWriteItems all-or-nothing without whole-table rollbacks, and
 DynamoDB requests serialised so concurrent ADDs are not lost (what the serving path relies on)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from local import moto_dynamodb
+from local.moto_patches import dynamodb as moto_dynamodb
 
 pytestmark = pytest.mark.integration
 

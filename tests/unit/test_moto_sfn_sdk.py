@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from local import sfn_sdk_adapter as adapter
+from local.moto_patches import sfn_sdk as adapter
 
 
 def test_request_keys_follow_the_service_model_recursively():

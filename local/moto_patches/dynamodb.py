@@ -22,6 +22,8 @@ import threading
 import time
 from typing import Any
 
+from local.moto_patches import require
+
 LOCK = threading.RLock()
 TOKEN_SECONDS = 600
 _tokens: dict[str, tuple[str, float]] = {}  # ClientRequestToken -> (items fingerprint, when)
@@ -36,6 +38,8 @@ def install() -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
 
+    require(DynamoHandler, "call_action", "transact_write_items")
+    require(DynamoDBBackend, "transact_write_items")
     original_call = DynamoHandler.call_action
 
     def call_action(self: Any) -> Any:

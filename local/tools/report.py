@@ -1,6 +1,6 @@
 """Experiment report for people who would rather look: HTML + PNG from the results API.
 
-    python -m local.report --api-url http://127.0.0.1:3000 --experiment recs-ab --out reports/
+    python -m local.tools.report --api-url http://127.0.0.1:3000 --experiment recs-ab --out reports/
 
 Left panel: the primary metric per variant with its 95% interval; right panel: the cumulative
 relative lift of each variant over the control, day by day, with its interval.

@@ -34,7 +34,7 @@ class EngineProcess:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "local.personalize", "--host", self.host, "--port", str(self.port),
              "--data-dir", str(self.data_dir)],
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
             env={**os.environ, **self.env},
             stdout=log,
             stderr=subprocess.STDOUT,

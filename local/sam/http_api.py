@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from local.lambda_runner import LambdaRunner
+from local.sam.lambda_runner import LambdaRunner
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")

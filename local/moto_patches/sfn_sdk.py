@@ -22,6 +22,8 @@ import botocore.session
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
+from local.moto_patches import require
+
 # Step Functions' spelling of a service in error names where it is not botocore's serviceId.
 # moto hands the boto3 name ("stepfunctions" for aws-sdk:sfn); Step Functions says "Sfn".
 ERROR_SERVICE_NAMES = {"dynamodb": "DynamoDb", "sfn": "Sfn", "states": "Sfn", "stepfunctions": "Sfn"}
@@ -123,6 +125,7 @@ def install() -> None:
     )
 
     cls = sdk.StateTaskServiceAwsSdk
+    require(cls, "_from_error", "_normalise_parameters", "_normalise_response", "_get_boto_service_name")
     if getattr(cls, "_pascal_case_adapter", False):
         return
     original_from_error = cls._from_error

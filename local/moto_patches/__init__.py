@@ -1,0 +1,48 @@
+"""Every patch the local stack applies to moto's internals, in one place (worth offering upstream).
+
+Each module patches private moto code, so each was written against one moto release. `install()`
+refuses any other release with a clear message instead of failing later in an obscure way, and
+each patch checks that the attributes it replaces still exist (`require`).
+- dynamodb: DynamoDB's concurrency semantics (per-request lock, item-level transaction backups,
+  ClientRequestToken idempotency).
+- sfn_sdk: aws-sdk tasks take and return PascalCase and name errors as Step Functions does.
+- sfn_executions: StartExecution after a first execution, and without a name.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Any
+
+# The moto release these patches were reviewed against; pyproject.toml pins the same one
+# (tests/unit/test_moto_patches.py). On a moto upgrade, review every patch, then change both.
+REVIEWED_MOTO = "5.2.1"
+
+
+class MotoPatchError(RuntimeError):
+    """moto is not the release the patches were written for."""
+
+
+def require(owner: Any, *names: str) -> None:
+    """Fail clearly when moto no longer has what a patch replaces or calls."""
+    missing = [name for name in names if not hasattr(owner, name)]
+    if missing:
+        raise MotoPatchError(
+            f"moto {version('moto')}: {owner.__module__}.{owner.__name__} has no {', '.join(missing)}; "
+            "review local/moto_patches/ for this moto release"
+        )
+
+
+def install() -> None:
+    """Apply every patch (idempotent; affects mock_aws and ThreadedMotoServer alike)."""
+    installed = version("moto")
+    if installed != REVIEWED_MOTO:
+        raise MotoPatchError(
+            f"moto {installed} is installed but local/moto_patches/ was written for moto {REVIEWED_MOTO}: "
+            "install the version pyproject.toml pins, or review each patch and update REVIEWED_MOTO"
+        )
+    from local.moto_patches import dynamodb, sfn_executions, sfn_sdk
+
+    dynamodb.install()
+    sfn_sdk.install()
+    sfn_executions.install()

@@ -1,0 +1,1 @@
+"""SAM emulation: the template resolved, provisioned on moto, its Lambdas run and its HTTP API served."""

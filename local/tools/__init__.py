@@ -1,0 +1,1 @@
+"""What a user runs against a running stack: traffic simulation, reports, pipeline progress."""
