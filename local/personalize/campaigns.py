@@ -10,7 +10,8 @@ import time
 
 from local.personalize.datasets import RUNNING
 from local.personalize.errors import InUse, InvalidInput, LimitExceeded
-from local.personalize.ops import LIMITS, PENDING_SECONDS, operation, page, shaped
+from local.personalize.ops import LIMITS, PENDING_SECONDS, operation
+from local.personalize.resources import before_delete
 
 UPDATING = ("CREATE PENDING", "CREATE IN_PROGRESS")
 
@@ -140,28 +141,11 @@ def deploy(engine, arn: str) -> None:
         store.update("campaign", arn, status="ACTIVE")
 
 
-@operation("personalize")
-def DescribeCampaign(engine, req):
-    return shaped("DescribeCampaign", "campaign", engine.store.get("campaign", req["campaignArn"]))
-
-
-@operation("personalize")
-def ListCampaigns(engine, req):
-    campaigns = engine.store.all("campaign")
-    if req.get("solutionArn"):
-        prefix = req["solutionArn"] + "/"
-        campaigns = [c for c in campaigns if c["solutionVersionArn"].startswith(prefix)]
-    return page("ListCampaigns", "campaigns", campaigns, req)
-
-
-@operation("personalize")
-def DeleteCampaign(engine, req):
-    campaign = engine.store.get("campaign", req["campaignArn"])
+@before_delete("campaign")
+def _undeploy(engine, campaign: dict) -> None:
     if campaign["status"] == "DELETE PENDING":
         raise InUse("The campaign is already being deleted.")
-    engine.store.schedule_delete("campaign", campaign["campaignArn"], PENDING_SECONDS)
     _release(engine, campaign["solutionVersionArn"], campaign["campaignArn"])
-    return {}
 
 
 def _release(engine, version_arn: str, campaign_arn: str) -> None:

@@ -8,7 +8,8 @@ import uuid
 from local.personalize import importer
 from local.personalize.errors import AlreadyExists, InUse, InvalidInput, LimitExceeded
 from local.personalize.filters import FilterError, compile_filter
-from local.personalize.ops import LIMITS, PENDING_SECONDS, operation, page, shaped
+from local.personalize.ops import LIMITS, PENDING_SECONDS, operation
+from local.personalize.resources import before_delete, describes
 
 DATASET_TYPES = ("INTERACTIONS", "ITEMS", "USERS")
 RUNNING = ("CREATE PENDING", "CREATE IN_PROGRESS")
@@ -17,10 +18,6 @@ RUNNING = ("CREATE PENDING", "CREATE IN_PROGRESS")
 def require_active(record: dict, label: str) -> None:
     if record.get("status") != "ACTIVE":
         raise InUse(f"The {label} {record['_arn']} is {record.get('status')}; wait until it is ACTIVE.")
-
-
-def group_name(engine, group_arn: str) -> str:
-    return engine.store.get("dataset-group", group_arn)["name"]
 
 
 # --- schemas ---------------------------------------------------------------------------------------
@@ -39,27 +36,6 @@ def CreateSchema(engine, req):
     arn = engine.arn("schema", req["name"])
     engine.store.create("schema", arn, {"name": req["name"], "schemaArn": arn, "schema": req["schema"]})
     return {"schemaArn": arn}
-
-
-@operation("personalize")
-def DescribeSchema(engine, req):
-    return shaped("DescribeSchema", "schema", engine.store.get("schema", req["schemaArn"]))
-
-
-@operation("personalize")
-def ListSchemas(engine, req):
-    return page("ListSchemas", "schemas", engine.store.all("schema"), req)
-
-
-@operation("personalize")
-def DeleteSchema(engine, req):
-    arn = req["schemaArn"]
-    engine.store.get("schema", arn)
-    users = engine.store.all("dataset", schemaArn=arn)
-    if users:
-        raise InUse(f"The schema {arn} is used by the dataset {users[0]['datasetArn']}; delete that first.")
-    engine.store.remove("schema", arn)
-    return {}
 
 
 # --- dataset groups ----------------------------------------------------------------------------------
@@ -95,6 +71,11 @@ def _check_encryption(req: dict) -> None:
         )
 
 
+@before_delete("dataset-group")
+def _drop_group_data(engine, group: dict) -> None:
+    engine.data.drop(group["name"])
+
+
 def _schema_for(engine, schema_arn: str, dataset_type: str) -> dict:
     """The schema record, checked to fit a dataset of this type (InvalidInput naming what is wrong)."""
     schema = engine.store.get("schema", schema_arn)
@@ -103,33 +84,6 @@ def _schema_for(engine, schema_arn: str, dataset_type: str) -> dict:
     except importer.SchemaError as exc:
         raise InvalidInput(str(exc)) from None
     return schema
-
-
-@operation("personalize")
-def DescribeDatasetGroup(engine, req):
-    return shaped(
-        "DescribeDatasetGroup", "datasetGroup", engine.store.get("dataset-group", req["datasetGroupArn"])
-    )
-
-
-@operation("personalize")
-def ListDatasetGroups(engine, req):
-    return page("ListDatasetGroups", "datasetGroups", engine.store.all("dataset-group"), req)
-
-
-@operation("personalize")
-def DeleteDatasetGroup(engine, req):
-    arn = req["datasetGroupArn"]
-    record = engine.store.get("dataset-group", arn)
-    for kind in ("dataset", "solution", "event-tracker", "filter"):
-        children = engine.store.all(kind, datasetGroupArn=arn)
-        if children:
-            raise InUse(
-                f"The dataset group {arn} still has a {kind.replace('-', ' ')} ({children[0]['_arn']}); delete it first."
-            )
-    engine.data.drop(record["name"])
-    engine.store.schedule_delete("dataset-group", arn, PENDING_SECONDS)
-    return {}
 
 
 # --- datasets ----------------------------------------------------------------------------------------
@@ -154,19 +108,25 @@ def CreateDataset(engine, req):
     return {"datasetArn": arn}
 
 
-@operation("personalize")
-def DescribeDataset(engine, req):
-    record = engine.store.get("dataset", req["datasetArn"])
+@describes("dataset")
+def _tracking_id(engine, record: dict) -> dict:
+    """An interactions dataset shows the trackingId of its group's event tracker."""
     trackers = engine.store.all("event-tracker", datasetGroupArn=record["datasetGroupArn"])
     if record["datasetType"] == "INTERACTIONS" and trackers:
         record["trackingId"] = trackers[0]["trackingId"]
-    return shaped("DescribeDataset", "dataset", record)
+    return record
 
 
-@operation("personalize")
-def ListDatasets(engine, req):
-    where = {"datasetGroupArn": req["datasetGroupArn"]} if req.get("datasetGroupArn") else {}
-    return page("ListDatasets", "datasets", engine.store.all("dataset", **where), req)
+@before_delete("dataset")
+def _drop_dataset_data(engine, record: dict) -> None:
+    """DeleteDataset (botocore personalize 2018-05-22): "You can't delete a dataset if an associated
+    DatasetImportJob ... is in the CREATE PENDING or IN PROGRESS state." Its import jobs go with it."""
+    jobs = engine.store.all("dataset-import-job", datasetArn=record["datasetArn"])
+    if any(j["status"] in RUNNING for j in jobs):
+        raise InUse(f"An import job is running on {record['datasetArn']}; wait for it to finish.")
+    engine.data.drop_dataset(record["_group"], record["datasetType"])
+    for job in jobs:
+        engine.store.remove("dataset-import-job", job["_arn"])
 
 
 @operation("personalize")
@@ -185,21 +145,6 @@ def UpdateDataset(engine, req):
         "dataset", record["datasetArn"], schemaArn=schema["schemaArn"], latestDatasetUpdate=update
     )
     return {"datasetArn": record["datasetArn"]}
-
-
-@operation("personalize")
-def DeleteDataset(engine, req):
-    record = engine.store.get("dataset", req["datasetArn"])
-    if any(
-        j["status"] in RUNNING
-        for j in engine.store.all("dataset-import-job", datasetArn=record["datasetArn"])
-    ):
-        raise InUse(f"An import job is running on {record['datasetArn']}; wait for it to finish.")
-    engine.data.drop_dataset(record["_group"], record["datasetType"])
-    for job in engine.store.all("dataset-import-job", datasetArn=record["datasetArn"]):
-        engine.store.remove("dataset-import-job", job["_arn"])
-    engine.store.schedule_delete("dataset", record["datasetArn"], PENDING_SECONDS)
-    return {}
 
 
 # --- dataset import jobs -------------------------------------------------------------------------------
@@ -266,20 +211,6 @@ def run_import(engine, arn: str) -> None:
     store.update("dataset-import-job", arn, status="ACTIVE")
 
 
-@operation("personalize")
-def DescribeDatasetImportJob(engine, req):
-    record = engine.store.get("dataset-import-job", req["datasetImportJobArn"])
-    return shaped("DescribeDatasetImportJob", "datasetImportJob", record)
-
-
-@operation("personalize")
-def ListDatasetImportJobs(engine, req):
-    where = {"datasetArn": req["datasetArn"]} if req.get("datasetArn") else {}
-    return page(
-        "ListDatasetImportJobs", "datasetImportJobs", engine.store.all("dataset-import-job", **where), req
-    )
-
-
 # --- event trackers ------------------------------------------------------------------------------------
 @operation("personalize")
 def CreateEventTracker(engine, req):
@@ -302,26 +233,6 @@ def CreateEventTracker(engine, req):
     }
     engine.store.create("event-tracker", arn, record, pending=PENDING_SECONDS)
     return {"eventTrackerArn": arn, "trackingId": tracking_id}
-
-
-@operation("personalize")
-def DescribeEventTracker(engine, req):
-    return shaped(
-        "DescribeEventTracker", "eventTracker", engine.store.get("event-tracker", req["eventTrackerArn"])
-    )
-
-
-@operation("personalize")
-def ListEventTrackers(engine, req):
-    where = {"datasetGroupArn": req["datasetGroupArn"]} if req.get("datasetGroupArn") else {}
-    return page("ListEventTrackers", "eventTrackers", engine.store.all("event-tracker", **where), req)
-
-
-@operation("personalize")
-def DeleteEventTracker(engine, req):
-    engine.store.get("event-tracker", req["eventTrackerArn"])
-    engine.store.schedule_delete("event-tracker", req["eventTrackerArn"], PENDING_SECONDS)
-    return {}
 
 
 # --- filters -------------------------------------------------------------------------------------------
@@ -348,21 +259,3 @@ def CreateFilter(engine, req):
     }
     engine.store.create("filter", arn, record, pending=PENDING_SECONDS)
     return {"filterArn": arn}
-
-
-@operation("personalize")
-def DescribeFilter(engine, req):
-    return shaped("DescribeFilter", "filter", engine.store.get("filter", req["filterArn"]))
-
-
-@operation("personalize")
-def ListFilters(engine, req):
-    where = {"datasetGroupArn": req["datasetGroupArn"]} if req.get("datasetGroupArn") else {}
-    return page("ListFilters", "Filters", engine.store.all("filter", **where), req)
-
-
-@operation("personalize")
-def DeleteFilter(engine, req):
-    engine.store.get("filter", req["filterArn"])
-    engine.store.schedule_delete("filter", req["filterArn"], PENDING_SECONDS)
-    return {}

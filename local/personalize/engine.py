@@ -8,7 +8,7 @@ import os
 import pathlib
 
 # Importing the families registers their operations.
-from local.personalize import campaigns, datasets, events, recipes, runtime, solutions, tags  # noqa: F401
+from local.personalize import campaigns, datasets, events, recipes, resources, runtime, solutions, tags  # noqa: F401
 from local.personalize.data import DataFiles
 from local.personalize.errors import UnknownOperation
 from local.personalize.jobs import Jobs

@@ -40,7 +40,6 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
-COMPARISONS = {"=", "!=", "<", "<=", ">", ">="}
 ITEM_DATASETS = {"ITEMS", "INTERACTIONS"}
 USER_DATASETS = {"CURRENTUSER", "USERS"}
 MAX_LENGTH = 2500  # Personalize's limit on filterExpression
@@ -78,10 +77,6 @@ class CompiledFilter:
     @property
     def parameters(self) -> set[str]:
         return set().union(*(e.parameters for e in self.expressions))
-
-    @property
-    def item_fields(self) -> set[str]:
-        return {c.field for e in self.expressions for g in e.any_of for c in g if c.dataset == "ITEMS"}
 
     def allowed(self, model, user_id=None, item_id=None, filter_values: dict | None = None) -> np.ndarray:
         """Boolean mask over the model's catalogue: True where the item may be recommended."""

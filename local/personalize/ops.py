@@ -43,7 +43,7 @@ def page(operation_name: str, key: str, records: list[dict], request: dict) -> d
     start = _decode(request.get("nextToken"), operation_name)
     shape = service_model("personalize").operation_model(operation_name).output_shape.members[key].member
     chosen = records[start : start + size]
-    out = {key: [{m: r[m] for m in shape.members if r.get(m) is not None} for r in chosen]}
+    out = {key: [_members(shape, r) for r in chosen]}
     if start + size < len(records):
         out["nextToken"] = _encode(start + size, operation_name)
     return out
@@ -70,4 +70,13 @@ def _decode(token: str | None, operation_name: str) -> int:
 def shaped(operation_name: str, key: str, record: dict) -> dict:
     """A Describe* body: the record's members that the output shape defines."""
     shape = service_model("personalize").operation_model(operation_name).output_shape.members[key]
-    return {key: {m: record[m] for m in shape.members if record.get(m) is not None}}
+    return {key: _members(shape, record)}
+
+
+def summary(shape_name: str, record: dict) -> dict:
+    """The record's members that a named shape (SolutionVersionSummary...) defines."""
+    return _members(service_model("personalize").shape_for(shape_name), record)
+
+
+def _members(shape, record: dict) -> dict:
+    return {m: record[m] for m in shape.members if record.get(m) is not None}

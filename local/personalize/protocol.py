@@ -13,8 +13,6 @@ import botocore.session
 
 from local.personalize.errors import InvalidInput
 
-SERVICES = ("personalize", "personalize-runtime", "personalize-events")
-
 
 @functools.cache
 def service_model(name: str):

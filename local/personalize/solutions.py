@@ -11,8 +11,9 @@ import uuid
 from local.personalize.datasets import RUNNING, require_active
 from local.personalize.errors import InUse, InvalidInput, LimitExceeded
 from local.personalize.models import load_model
-from local.personalize.ops import LIMITS, PENDING_SECONDS, operation, page, shaped
+from local.personalize.ops import LIMITS, PENDING_SECONDS, operation, summary
 from local.personalize.recipes import recipe_name
+from local.personalize.resources import before_delete, describes
 from local.personalize.store import StoreClosed
 from local.personalize.training import UPDATE_RECIPES, TrainingError, train_solution_version
 
@@ -70,32 +71,40 @@ def CreateSolution(engine, req):
     return {"solutionArn": arn}
 
 
-@operation("personalize")
-def DescribeSolution(engine, req):
-    record = engine.store.get("solution", req["solutionArn"])
+@describes("solution")
+def _latest_version(engine, record: dict) -> dict:
     versions = engine.store.all("solution-version", solutionArn=record["solutionArn"])
     if versions:
-        latest = versions[0]
-        record["latestSolutionVersion"] = {
-            k: latest.get(k)
-            for k in (
-                "solutionVersionArn",
-                "status",
-                "trainingMode",
-                "trainingType",
-                "creationDateTime",
-                "lastUpdatedDateTime",
-                "failureReason",
+        record["latestSolutionVersion"] = summary("SolutionVersionSummary", versions[0])
+    return record
+
+
+@before_delete("solution")
+def _delete_versions(engine, solution: dict) -> None:
+    """DeleteSolution (botocore personalize 2018-05-22): "Deletes all versions of a solution ... Before
+    deleting a solution, you must delete all campaigns based on the solution ... You can't delete a
+    solution if an associated SolutionVersion is in the CREATE PENDING or IN PROGRESS state." """
+    arn = solution["solutionArn"]
+    versions = engine.store.all("solution-version", solutionArn=arn)
+    serving = {v["solutionVersionArn"] for v in versions}
+    for campaign in engine.store.all("campaign"):
+        pending = (campaign.get("latestCampaignUpdate") or {}).get("solutionVersionArn")
+        if campaign["solutionVersionArn"] in serving or pending in serving:
+            raise InUse(
+                f"The campaign {campaign['campaignArn']} uses a version of {arn}; delete the campaign first."
             )
-            if latest.get(k) is not None
-        }
-    return shaped("DescribeSolution", "solution", record)
-
-
-@operation("personalize")
-def ListSolutions(engine, req):
-    where = {"datasetGroupArn": req["datasetGroupArn"]} if req.get("datasetGroupArn") else {}
-    return page("ListSolutions", "solutions", engine.store.all("solution", **where), req)
+    if any(v["status"] in (*RUNNING, "CREATE STOPPING") for v in versions):
+        raise InUse(f"A solution version of {arn} is still training; stop it or wait for it to finish.")
+    # https://docs.aws.amazon.com/personalize/latest/dg/updating-solution.html: "While the update is in
+    # progress, you can create solution versions for the solution but you can't delete the solution."
+    if (solution.get("latestSolutionUpdate") or {}).get("status") in UPDATING:
+        raise InUse(
+            f"An update of {arn} is in progress; wait until latestSolutionUpdate.status is ACTIVE, then delete."
+        )
+    for version in versions:
+        engine.models.evict(version["solutionVersionArn"])
+        shutil.rmtree(engine.model_dir(version["solutionVersionArn"]), ignore_errors=True)
+        engine.store.remove("solution-version", version["solutionVersionArn"])
 
 
 @operation("personalize")
@@ -171,34 +180,6 @@ def _check_incremental_update(flag: bool | None, recipe: str) -> None:
             f"performIncrementalUpdate is supported only for the {SEMANTIC_SIMILARITY} recipe, not {recipe}; "
             "omit it or set it to false."
         )
-
-
-@operation("personalize")
-def DeleteSolution(engine, req):
-    arn = req["solutionArn"]
-    solution = engine.store.get("solution", arn)
-    versions = engine.store.all("solution-version", solutionArn=arn)
-    serving = {v["solutionVersionArn"] for v in versions}
-    for campaign in engine.store.all("campaign"):
-        pending = (campaign.get("latestCampaignUpdate") or {}).get("solutionVersionArn")
-        if campaign["solutionVersionArn"] in serving or pending in serving:
-            raise InUse(
-                f"The campaign {campaign['campaignArn']} uses a version of {arn}; delete the campaign first."
-            )
-    if any(v["status"] in (*RUNNING, "CREATE STOPPING") for v in versions):
-        raise InUse(f"A solution version of {arn} is still training; stop it or wait for it to finish.")
-    # https://docs.aws.amazon.com/personalize/latest/dg/updating-solution.html: "While the update is in
-    # progress, you can create solution versions for the solution but you can't delete the solution."
-    if (solution.get("latestSolutionUpdate") or {}).get("status") in UPDATING:
-        raise InUse(
-            f"An update of {arn} is in progress; wait until latestSolutionUpdate.status is ACTIVE, then delete."
-        )
-    for version in versions:
-        engine.models.evict(version["solutionVersionArn"])
-        shutil.rmtree(engine.model_dir(version["solutionVersionArn"]), ignore_errors=True)
-        engine.store.remove("solution-version", version["solutionVersionArn"])
-    engine.store.schedule_delete("solution", arn, PENDING_SECONDS)
-    return {}
 
 
 # --- solution versions ---------------------------------------------------------------------------------
@@ -337,22 +318,6 @@ def _latest_active(engine, solution_arn: str, before: float) -> dict | None:
         if version["status"] == "ACTIVE" and version["creationDateTime"] <= before:
             return version
     return None
-
-
-@operation("personalize")
-def DescribeSolutionVersion(engine, req):
-    record = engine.store.get("solution-version", req["solutionVersionArn"])
-    return shaped("DescribeSolutionVersion", "solutionVersion", record)
-
-
-@operation("personalize")
-def ListSolutionVersions(engine, req):
-    where = {"solutionArn": req["solutionArn"]} if req.get("solutionArn") else {}
-    if where:
-        engine.store.get("solution", req["solutionArn"])
-    return page(
-        "ListSolutionVersions", "solutionVersions", engine.store.all("solution-version", **where), req
-    )
 
 
 @operation("personalize")

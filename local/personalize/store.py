@@ -19,20 +19,8 @@ import threading
 import time
 
 from local.personalize.errors import AlreadyExists, NotFound
+from local.personalize.kinds import KINDS
 
-KINDS = (
-    "schema",
-    "dataset-group",
-    "dataset",
-    "dataset-import-job",
-    "solution",
-    "solution-version",
-    "campaign",
-    "event-tracker",
-    "filter",
-)
-LABELS = {kind: kind.replace("-", " ") for kind in KINDS}
-LOGGED = {"dataset-import-job", "solution-version", "campaign"}  # the long operations, worth a log line
 log = logging.getLogger("local.personalize")
 
 
@@ -58,7 +46,7 @@ class Store:
         with self.lock:
             record = self._current(kind, arn)
             if record is None:
-                raise NotFound(f"Could not find the {LABELS[kind]} {arn}.")
+                raise NotFound(f"Could not find the {KINDS[kind].label} {arn}.")
             return copy.deepcopy(record)
 
     def exists(self, kind: str, arn: str) -> bool:
@@ -83,7 +71,7 @@ class Store:
             record["_next"] = {"at": now + pending, "status": "ACTIVE"}
         with self.lock:
             if self._current(kind, arn) is not None:
-                raise AlreadyExists(f"A {LABELS[kind]} {arn} already exists.")
+                raise AlreadyExists(f"A {KINDS[kind].label} {arn} already exists.")
             self._write(kind, record)
         return copy.deepcopy(record)
 
@@ -91,13 +79,13 @@ class Store:
         with self.lock:
             record = self._current(kind, arn)
             if record is None:
-                raise NotFound(f"Could not find the {LABELS[kind]} {arn}.")
+                raise NotFound(f"Could not find the {KINDS[kind].label} {arn}.")
             status = changes.get("status")
             record = {**record, **changes, "lastUpdatedDateTime": time.time()}
             self._write(kind, record)
-            if status and kind in LOGGED:
+            if status and KINDS[kind].logged:
                 reason = f": {changes['failureReason']}" if changes.get("failureReason") else ""
-                log.info("%s %s %s%s", LABELS[kind], arn.rsplit(":", 1)[-1], status, reason)
+                log.info("%s %s %s%s", KINDS[kind].label, arn.rsplit(":", 1)[-1], status, reason)
             return copy.deepcopy(record)
 
     def schedule_delete(self, kind: str, arn: str, after: float) -> None:
@@ -142,8 +130,3 @@ class Store:
 
 def _file_name(arn: str) -> str:
     return hashlib.sha256(arn.encode()).hexdigest()[:40] + ".json"  # ARNs can exceed a file name's length
-
-
-def public(record: dict) -> dict:
-    """The members a Describe* response shows (private `_` members removed)."""
-    return {k: v for k, v in record.items() if not k.startswith("_")}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from local.personalize.errors import ApiError, NotFound
+from local.personalize.errors import ApiError
+from local.personalize.kinds import kind_of
 from local.personalize.ops import operation
-from local.personalize.store import KINDS
 
 MAX_TAGS = 50  # Personalize's limit per resource
 
@@ -13,19 +13,8 @@ class TooManyTags(ApiError):
     code = "TooManyTagsException"
 
 
-def kind_of(arn: str) -> str:
-    """The store kind of a Personalize ARN (`...:solution/<name>/<id>` is a solution version)."""
-    resource = arn.split(":", 5)[-1] if arn.count(":") >= 5 else ""
-    kind, _, rest = resource.partition("/")
-    if kind == "solution" and "/" in rest:
-        return "solution-version"
-    if kind not in KINDS:
-        raise NotFound(f"{arn!r} is not the ARN of a resource that can be tagged.")
-    return kind
-
-
 def apply(engine, arn: str, tags: list[dict]) -> None:
-    kind = kind_of(arn)
+    kind = kind_of(arn).name
     with engine.store.lock:
         current = dict(engine.store.get(kind, arn).get("_tags", {}))
         current.update({t["tagKey"]: t.get("tagValue", "") for t in tags})
@@ -42,7 +31,7 @@ def TagResource(engine, req):
 
 @operation("personalize")
 def UntagResource(engine, req):
-    kind = kind_of(req["resourceArn"])
+    kind = kind_of(req["resourceArn"]).name
     with engine.store.lock:
         current = dict(engine.store.get(kind, req["resourceArn"]).get("_tags", {}))
         for key in req["tagKeys"]:
@@ -53,5 +42,5 @@ def UntagResource(engine, req):
 
 @operation("personalize")
 def ListTagsForResource(engine, req):
-    record = engine.store.get(kind_of(req["resourceArn"]), req["resourceArn"])
+    record = engine.store.get(kind_of(req["resourceArn"]).name, req["resourceArn"])
     return {"tags": [{"tagKey": k, "tagValue": v} for k, v in record.get("_tags", {}).items()]}
