@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from local.stack import FAKE_CREDENTIALS
+# Shared helpers and fixture plugins are imported by test modules, not collected: their asserts
+# are rewritten (with the values in the message) only if registered before that import.
+pytest.register_assert_rewrite("tests.plugins", "tests.support")
 
-
-def use_fake_credentials(mp: pytest.MonkeyPatch) -> None:
-    """The local stack's fake credentials and region, so boto3 never looks for real ones."""
-    for key, value in FAKE_CREDENTIALS.items():
-        mp.setenv(key, value)
-    mp.delenv("AWS_PROFILE", raising=False)
+from tests.support import use_fake_credentials  # noqa: E402
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+
+from tests.support import run_execution
 
 ROOT = Path(__file__).resolve().parents[2]
 # The template under test: the repo's, unless LOCAL_STACK_TEMPLATE names another.
@@ -74,18 +75,8 @@ class RunningStack:
 
     def run_training(self, execution_input: dict | None = None, timeout: float = 600) -> dict:
         """Start the training state machine and wait for it; returns DescribeExecution's answer."""
-        sfn = self.client("stepfunctions")
-        arn = sfn.start_execution(
-            stateMachineArn=self.outputs["TrainingStateMachineArn"],
-            name=f"e2e-{uuid.uuid4()}",  # moto's engine names every unnamed execution "None"
-            input=json.dumps(execution_input or {"trainingMode": "FULL"}),
-        )["executionArn"]
-        deadline = time.monotonic() + timeout
-        while True:
-            described = sfn.describe_execution(executionArn=arn)
-            if described["status"] != "RUNNING" or time.monotonic() > deadline:
-                return described
-            time.sleep(0.5)
+        sfn, machine = self.client("stepfunctions"), self.outputs["TrainingStateMachineArn"]
+        return run_execution(sfn, machine, execution_input or {"trainingMode": "FULL"}, timeout, poll=0.5)
 
     def __enter__(self) -> RunningStack:
         return self

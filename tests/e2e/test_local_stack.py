@@ -6,7 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -18,6 +17,7 @@ from botocore.config import Config
 from local.sam import template as tmpl
 from local.stack import load_template
 from tests.e2e.conftest import ROOT, TEMPLATE, start_stack
+from tests.support import run_execution, wait_for_execution
 
 pytestmark = pytest.mark.e2e
 
@@ -331,16 +331,7 @@ def wiring_stack(tmp_path_factory):
 
 
 def _run(stack, payload: dict) -> dict:
-    sfn = stack.client("stepfunctions")
-    arn = sfn.start_execution(
-        stateMachineArn=stack.outputs["MachineArn"], name=f"t-{uuid.uuid4()}", input=json.dumps(payload)
-    )["executionArn"]
-    for _ in range(120):
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING":
-            return described
-        time.sleep(0.25)
-    raise AssertionError("execution did not finish")
+    return run_execution(stack.client("stepfunctions"), stack.outputs["MachineArn"], payload, poll=0.25)
 
 
 def test_state_machine_invokes_real_handlers_and_writes_to_moto_and_the_api_reads_it(wiring_stack):
@@ -378,8 +369,4 @@ def test_unnamed_executions_get_distinct_names_and_can_run_again(wiring_stack):
     ]
     assert len(set(arns)) == 2 and not any(arn.endswith(":None") for arn in arns)
     for arn in arns:
-        for _ in range(120):
-            if sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
-                break
-            time.sleep(0.25)
-        assert sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED"
+        assert wait_for_execution(sfn, arn, poll=0.25)["status"] == "SUCCEEDED"

@@ -19,6 +19,7 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from tests.e2e.conftest import ROOT, RunningStack, start_stack
+from tests.support import start_execution, wait_for_execution
 
 pytestmark = pytest.mark.e2e
 
@@ -58,21 +59,11 @@ class Notes:
 
 
 def start(stack: RunningStack, payload: dict) -> str:
-    return stack.client("stepfunctions").start_execution(
-        stateMachineArn=stack.outputs["TrainingStateMachineArn"],
-        name=f"e2e-{uuid.uuid4()}",
-        input=json.dumps(payload),
-    )["executionArn"]
+    return start_execution(stack.client("stepfunctions"), stack.outputs["TrainingStateMachineArn"], payload)
 
 
 def wait(stack: RunningStack, arn: str, timeout: float = 240) -> dict:
-    sfn, deadline = stack.client("stepfunctions"), time.monotonic() + timeout
-    while True:
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING":
-            return described
-        assert time.monotonic() < deadline, f"{arn} still RUNNING after {timeout} s"
-        time.sleep(0.5)
+    return wait_for_execution(stack.client("stepfunctions"), arn, timeout, poll=0.5)
 
 
 def history(stack: RunningStack, arn: str) -> list[dict]:

@@ -13,9 +13,9 @@ import pytest
 
 from local.personalize import campaigns
 from local.personalize.training import TrainingData, train_solution_version
-from tests.integration.test_personalize_harness import interactions_csv, items_csv, users_csv
+from tests.plugins.personalize_engine import interactions_csv, items_csv, users_csv
 
-pytest_plugins = ["tests.integration.test_personalize_harness"]
+pytest_plugins = ["tests.plugins.personalize_engine"]
 pytestmark = pytest.mark.integration
 
 

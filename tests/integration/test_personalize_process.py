@@ -13,9 +13,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.integration.test_personalize_harness import CONFIG, ROOT, Engine, interactions_csv
+from tests.plugins.personalize_engine import CONFIG, ROOT, Engine, interactions_csv
 
-pytest_plugins = ["tests.integration.test_personalize_harness"]
+pytest_plugins = ["tests.plugins.personalize_engine"]
 pytestmark = pytest.mark.integration
 
 

@@ -19,9 +19,9 @@ from local.personalize import solutions
 from local.personalize.engine import OPERATIONS
 from local.personalize.protocol import rest_routes, service_model
 from local.personalize.training import RECIPES
-from tests.integration.test_personalize_harness import CONFIG, Engine, interactions_csv, items_csv
+from tests.plugins.personalize_engine import CONFIG, Engine, interactions_csv, items_csv
 
-pytest_plugins = ["tests.integration.test_personalize_harness"]
+pytest_plugins = ["tests.plugins.personalize_engine"]
 pytestmark = pytest.mark.integration
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from local.personalize import importer, solutions
 from local.personalize.protocol import service_model
-from tests.integration.test_personalize_harness import ROLE, interactions_csv, items_csv, users_csv
+from tests.plugins.personalize_engine import ROLE, interactions_csv, items_csv, users_csv
 
-pytest_plugins = ["tests.integration.test_personalize_harness"]
+pytest_plugins = ["tests.plugins.personalize_engine"]
 pytestmark = pytest.mark.integration
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"

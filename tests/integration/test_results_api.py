@@ -7,7 +7,6 @@ run on the same raw data.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from decimal import Decimal
@@ -22,6 +21,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
+from tests.support import load_module
 from tests.unit.abtest_helpers import EXPERIMENTS_DIR, counters_from_users, simulate_users
 
 pytestmark = pytest.mark.integration
@@ -132,9 +132,7 @@ def api(monkeypatch):
             tables[logical] = ddb.Table(req["TableName"])
         monkeypatch.setenv("EXPERIMENTS_TABLE", tables["ExperimentsTable"].name)
         monkeypatch.setenv("AGGREGATES_TABLE", tables["AggregatesTable"].name)
-        spec = importlib.util.spec_from_file_location("experiments_app", EXPERIMENTS_DIR / "app.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_module("experiments_app", EXPERIMENTS_DIR / "app.py")
 
         def call(path, query=None):
             resp = module.lambda_handler(_event(path, query), _Context())

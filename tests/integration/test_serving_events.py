@@ -16,7 +16,7 @@ from itertools import combinations
 import pytest
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ["tests.integration.test_serving_harness"]  # the `serving` fixture
+pytest_plugins = ["tests.plugins.serving"]  # the `serving` fixture
 TYPES = ["click", "purchase", "view"]
 
 
@@ -383,7 +383,7 @@ def test_replay_publishes_the_age_of_the_oldest_pending_event(serving, monkeypat
     waiting for PutEvents after a replay run; 0 once everything went through."""
     from recsys_common import personalize
 
-    from tests.integration.test_serving_harness import Context
+    from tests.plugins.serving import Context
 
     serving.put_experiment(
         variants={"A": {"weight": 1}},
@@ -422,7 +422,7 @@ def test_replay_publishes_the_age_of_the_oldest_pending_event(serving, monkeypat
 
 def test_replay_publishes_no_age_before_an_event_tracker_exists(serving, capsys):
     """Before the first training there is nothing to forward to: pending events are expected then."""
-    from tests.integration.test_serving_harness import Context
+    from tests.plugins.serving import Context
 
     serving.put_experiment(variants={"A": {"weight": 1}})
     _expose(serving, "n")

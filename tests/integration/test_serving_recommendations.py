@@ -8,8 +8,10 @@ from collections import Counter
 import pytest
 from boto3.dynamodb.conditions import Key
 
+from tests.support import load_module
+
 pytestmark = pytest.mark.integration
-pytest_plugins = ["tests.integration.test_serving_harness"]  # the `serving` fixture
+pytest_plugins = ["tests.plugins.serving"]  # the `serving` fixture
 CAMPAIGN = "arn:aws:personalize:us-east-1:123456789012:campaign/personalize-ab-dev-{}"
 
 
@@ -236,19 +238,10 @@ def test_the_pipelines_first_record_moves_no_one_assigned_on_the_defaults(servin
     """Before the first training serving runs on its defaults; prepare_data then creates the
     record. Containers still caching the defaults and containers reading the record must agree
     (phase, seed, weights), or users assigned in between are reassigned and exposed twice."""
-    import importlib.util
-    import sys
-
-    from tests.integration.test_serving_harness import ROOT
+    from tests.plugins.serving import ROOT
 
     folder = ROOT / "functions" / "prepare_data"
-    sys.path.insert(0, str(folder))
-    try:
-        spec = importlib.util.spec_from_file_location("prepare_data_app", folder / "app.py")
-        prepare = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(prepare)
-    finally:
-        sys.path.remove(str(folder))
+    prepare = load_module("prepare_data_app", folder / "app.py", code_dir=folder)
     users = [f"early-{i}" for i in range(30)]
     before = {u: serving.request("POST", "/recommendations", {"user_id": u})[2]["variant"] for u in users}
     prepare.init_experiment(serving.table("ExperimentsTable"), "recs-ab", ["i1"], "2026-12-02T00:00:00Z")
@@ -263,7 +256,7 @@ def test_with_dynamodb_unreachable_recommendations_still_answer_and_events_say_5
     5xx; events cannot be stored, so POST /events answers 503 (retry with the same ids) in time."""
     import time
 
-    from tests.integration.test_serving_harness import UNREACHABLE, clear_caches
+    from tests.plugins.serving import UNREACHABLE, clear_caches
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", UNREACHABLE)
     clear_caches()

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from statemachines import asl, training
+from tests.support import run_definition
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "statemachines" / "training.asl.json"
@@ -461,25 +462,6 @@ def sfn_env(fake_aws_env):
         yield boto3.client("stepfunctions"), sqs, queue, values
 
 
-def _execute(sfn, definition: dict) -> dict:
-    import time
-
-    arn = sfn.create_state_machine(
-        name=f"m{time.monotonic_ns()}",
-        definition=json.dumps(definition),
-        roleArn="arn:aws:iam::123456789012:role/r",
-    )["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=arn, name=f"e{time.monotonic_ns()}", input="{}")[
-        "executionArn"
-    ]
-    for _ in range(400):
-        described = sfn.describe_execution(executionArn=execution)
-        if described["status"] != "RUNNING":
-            return described
-        time.sleep(0.05)
-    raise AssertionError("execution did not finish")
-
-
 LAMBDA_CAUSE = json.dumps(
     {
         "errorMessage": "interactions.csv: column EVENT_TYP is unknown; rename it EVENT_TYPE.",
@@ -514,7 +496,7 @@ LAMBDA_CAUSE = json.dumps(
 )
 def test_a_caught_error_fails_the_execution_with_the_step_and_the_real_cause(sfn_env, caught, expected_cause):
     sfn, sqs, queue, values = sfn_env
-    out = _execute(sfn, _substituted(_from(ASL, "Setup failed", {"failure": caught}), values))
+    out = run_definition(sfn, _substituted(_from(ASL, "Setup failed", {"failure": caught}), values))
     assert out["status"] == "FAILED", out
     assert out["error"] == "Pipeline.SetupFailed"
     assert out["cause"] == expected_cause
@@ -546,7 +528,7 @@ def test_an_iteration_failure_names_the_item_and_keeps_the_original_error(
 ):
     sfn, *_ = sfn_env
     processor = ASL["States"][scope]["ItemProcessor"]
-    out = _execute(sfn, _from(processor, "Dataset: Step failed", {**item, "failure": failure}))
+    out = run_definition(sfn, _from(processor, "Dataset: Step failed", {**item, "failure": failure}))
     assert (out["status"], out["error"], out["cause"]) == ("FAILED", error, cause)
 
 
@@ -562,7 +544,7 @@ CTX = {"polling": {"intervals": [1], "ramp": 1, "maxPolls": 3, "setupPolls": 2}}
 def test_a_failed_variant_ends_its_own_iteration_with_the_cause_and_the_run_fails_after_the_others(sfn_env):
     sfn, _, _, values = sfn_env
     processor = ASL["States"]["Variants"]["ItemProcessor"]
-    out = _execute(
+    out = run_definition(
         sfn,
         _from(
             processor,
@@ -583,7 +565,7 @@ def test_a_failed_variant_ends_its_own_iteration_with_the_cause_and_the_run_fail
         json.loads(out["output"]),
         {"variant": "C", "outcome": "failed", "cause": "later"},
     ]
-    run = _execute(sfn, _substituted(_from(ASL, "Any variant failed?", {"results": results}), values))
+    run = run_definition(sfn, _substituted(_from(ASL, "Any variant failed?", {"results": results}), values))
     assert run["status"] == "FAILED" and run["error"] == "Pipeline.VariantsFailed"
     assert (
         run["cause"]
@@ -632,7 +614,7 @@ def test_a_training_that_fails_stops_or_overruns_its_budget_fails_the_variant(
         "version": {"arn": "arn:aws:personalize:us-east-1:123456789012:solution/p-B-user-personalization/v1"},
         "described": {"SolutionVersion": described},
     }
-    out = _execute(sfn, _from(processor, "Variant: Training: status?", inject))
+    out = run_definition(sfn, _from(processor, "Variant: Training: status?", inject))
     assert out["status"] == "SUCCEEDED", out
     result = json.loads(out["output"])
     assert result["outcome"] == "failed" and result["cause"].startswith(cause), result["cause"]

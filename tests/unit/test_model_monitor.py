@@ -3,18 +3,15 @@ the local Personalize engine in tests/e2e/test_pipeline.py's happy path)."""
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
+from tests.support import load_module
+
 ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location(
-    "model_monitor_app", ROOT / "functions" / "model_monitor" / "app.py"
-)
-monitor = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(monitor)
+monitor = load_module("model_monitor_app", ROOT / "functions" / "model_monitor" / "app.py")
 
 
 class _Loader(yaml.SafeLoader):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import time
 
 import boto3
 import pytest
@@ -12,6 +11,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local.moto_patches import sfn_sdk as adapter
+from tests.support import run_definition
 
 
 def test_request_keys_follow_the_service_model_recursively():
@@ -140,25 +140,10 @@ def sfn(fake_aws_env):
         yield boto3.client("stepfunctions")
 
 
-def _run(sfn, definition: dict, payload: dict) -> dict:
-    arn = sfn.create_state_machine(
-        name=f"m{time.monotonic_ns()}",
-        definition=json.dumps(definition),
-        roleArn="arn:aws:iam::123456789012:role/r",
-    )["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(payload))["executionArn"]
-    for _ in range(200):
-        described = sfn.describe_execution(executionArn=execution)
-        if described["status"] != "RUNNING":
-            return described
-        time.sleep(0.05)
-    raise AssertionError("execution did not finish")
-
-
 def test_pascal_case_asl_runs_on_moto_with_the_adapter(sfn):
     adapter.install()
     adapter.install()  # idempotent
-    out = _run(sfn, DEFINITION, {"schema": SCHEMA})
+    out = run_definition(sfn, DEFINITION, {"schema": SCHEMA})
     assert out["status"] == "SUCCEEDED", out
     result = json.loads(out["output"])
     assert result["created"]["SchemaArn"].endswith(":schema/s1")
@@ -172,6 +157,6 @@ def test_unknown_field_fails_the_task_with_a_clear_cause(sfn):
     definition = {"StartAt": "T", "States": {"T": {"Type": "Task", "End": True,
                   "Resource": "arn:aws:states:::aws-sdk:personalize:describeSchema",
                   "Parameters": {"SchemaName": "x"}}}}  # fmt: skip
-    out = _run(sfn, definition, {})
+    out = run_definition(sfn, definition, {})
     assert out["status"] == "FAILED"
     assert out["error"] == "States.Runtime" and "'SchemaName' is not supported" in out["cause"]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
 
 import boto3
@@ -13,21 +11,15 @@ import pandas as pd
 import pytest
 from moto import mock_aws
 
+from tests.support import load_module, on_sys_path
+
 ROOT = Path(__file__).resolve().parents[2]
 FUNC = ROOT / "functions" / "prepare_data"
 EVENT_TYPES = ["view", "click", "purchase"]
 NOW = 1_795_200_000  # 2026-11-20
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-prep = _load("prep", FUNC / "prep.py")
+prep = load_module("prep", FUNC / "prep.py")
 
 
 def raw_interactions(n_users=30, per_user=40, t0=NOW - 86400 * 10) -> pd.DataFrame:
@@ -138,7 +130,7 @@ def test_incremental_keeps_only_newer_and_popular_items_rank():
 
 
 def test_committed_sample_is_reproducible_and_trainable(tmp_path):
-    gen = _load("generate_sample", ROOT / "datasets" / "generate_sample.py")
+    gen = load_module("generate_sample", ROOT / "datasets" / "generate_sample.py")
     gen.main([str(tmp_path)])
     for name in ("interactions.csv", "items.csv", "users.csv"):
         assert (tmp_path / name).read_bytes() == (ROOT / "datasets" / "sample" / name).read_bytes(), name
@@ -149,7 +141,7 @@ def test_committed_sample_is_reproducible_and_trainable(tmp_path):
 
 
 def test_movielens_original_and_atomic_formats(tmp_path):
-    ml = _load("movielens", ROOT / "datasets" / "movielens.py")
+    ml = load_module("movielens", ROOT / "datasets" / "movielens.py")
     src = tmp_path / "orig"
     src.mkdir()
     (src / "u.data").write_text("1\t10\t5\t881250949\n2\t10\t3\t881250950\n1\t11\t2\t881250000\n")
@@ -201,11 +193,8 @@ def aws(monkeypatch):
             ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                              KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
                              AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])  # fmt: skip
-        sys.path.insert(0, str(FUNC))
-        try:
-            yield s3, _load("prepare_data_app", FUNC / "app.py")
-        finally:
-            sys.path.remove(str(FUNC))
+        with on_sys_path(FUNC):
+            yield s3, load_module("prepare_data_app", FUNC / "app.py")
 
 
 def _upload_sample(s3):
@@ -305,11 +294,7 @@ def test_handler_fails_with_a_cause_that_says_what_to_fix(aws):
 
 
 def test_plan_names_and_config_errors():
-    sys.path.insert(0, str(FUNC))
-    try:
-        plan = _load("plan", FUNC / "plan.py")
-    finally:
-        sys.path.remove(str(FUNC))
+    plan = load_module("plan", FUNC / "plan.py", code_dir=FUNC)
     live = "arn:aws:personalize:us-east-1:1:solution/p-dev-A-user-personalization-v2/abc123"
     record = {"variants": {"A": {"solution_version_arn": live}}}
     # -v2 recipes cannot UPDATE (CreateSolutionVersion trainingMode), even with a FULL version

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,19 +9,13 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from tests.support import load_module, on_sys_path
+
 FUNC = Path(__file__).resolve().parents[2] / "functions" / "quality_gate"
 M = "normalized_discounted_cumulative_gain_at_10"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gate = _load("gate", FUNC / "gate.py")
+gate = load_module("gate", FUNC / "gate.py")
 
 
 @pytest.mark.parametrize(
@@ -78,11 +70,11 @@ def app(monkeypatch):
             KeySchema=[{"AttributeName": "experiment_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "experiment_id", "AttributeType": "S"}],
         )
-        sys.path.insert(0, str(FUNC))
-        try:
-            yield _load("quality_gate_app", FUNC / "app.py"), boto3.resource("dynamodb").Table("experiments")
-        finally:
-            sys.path.remove(str(FUNC))
+        with on_sys_path(FUNC):
+            yield (
+                load_module("quality_gate_app", FUNC / "app.py"),
+                boto3.resource("dynamodb").Table("experiments"),
+            )
 
 
 def test_handler_compares_with_the_live_version_in_the_record(app):

@@ -1,4 +1,4 @@
-"""Harness for the local Personalize engine's tests (no tests here): moto's S3 server and the engine
+"""A pytest plugin for the local Personalize engine's tests (`pytest_plugins = ["tests.plugins.personalize_engine"]`): moto's S3 server and the engine
 on free loopback ports, real boto3 clients whose every response is checked against botocore's
 output shape (unknown members, wrong types and non-numeric timestamps fail the test), the sample
 data converted to Personalize-ready CSVs, and polling helpers."""
@@ -16,7 +16,7 @@ from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from local.personalize import PersonalizeServer
-from tests.conftest import use_fake_credentials
+from tests.support import use_fake_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "datasets" / "sample"

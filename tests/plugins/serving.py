@@ -1,12 +1,10 @@
-"""Harness for the serving integration tests (no tests here): moto DynamoDB with the tables of
+"""A pytest plugin for the serving integration tests (`pytest_plugins = ["tests.plugins.serving"]`): moto DynamoDB with the tables of
 template.yaml, the real handlers with the template's environment, payload-2.0 events built by
 the local stack's own API Gateway emulation, and responses checked against docs/openapi.yaml."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import threading
 import time
 from decimal import Decimal
@@ -22,6 +20,7 @@ from local.moto_patches import dynamodb as moto_dynamodb
 from local.sam import provision, template
 from local.sam.http_api import build_event, make_route
 from local.sam.lambda_runner import function_specs
+from tests.support import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {
@@ -63,17 +62,12 @@ def load_app(folder: str, sandbox: str = "main"):
     """A fresh instance of a handler module, as a new Lambda sandbox would import it."""
     from aws_lambda_powertools.metrics import Metrics
 
-    name = f"serving_app_{folder}_{sandbox}"
-    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / folder / "app.py")
-    module = importlib.util.module_from_spec(spec)
     with _LOADING:
         # Metrics() takes its metric set from class-level dicts (one process = one sandbox on
         # Lambda): fresh ones, so that sandboxes in threads do not flush each other's metrics.
         for attr in ("_metrics", "_dimensions", "_metadata", "_default_dimensions"):
             setattr(Metrics, attr, {})
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return module
+        return load_module(f"serving_app_{folder}_{sandbox}", ROOT / "functions" / folder / "app.py")
 
 
 _ROUTER_STATE = threading.local()

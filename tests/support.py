@@ -1,0 +1,80 @@
+"""Helpers that tests of every level share: the local stack's fake credentials, load a module from
+its file (a Lambda's code is no package), and run a Step Functions execution and poll it to its end."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from local.stack import FAKE_CREDENTIALS
+
+
+def use_fake_credentials(mp: pytest.MonkeyPatch) -> None:
+    """The local stack's fake credentials and region, so boto3 never looks for real ones."""
+    for key, value in FAKE_CREDENTIALS.items():
+        mp.setenv(key, value)
+    mp.delenv("AWS_PROFILE", raising=False)
+
+
+@contextlib.contextmanager
+def on_sys_path(folder: Path):
+    """`folder` first on sys.path meanwhile, as Lambda puts a function's code folder."""
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+
+
+def load_module(name: str, path: Path, *, code_dir: Path | None = None) -> ModuleType:
+    """A fresh module from a file, registered as `name` (so that the code it imports by that name is
+    the same object); `code_dir` on sys.path while it runs, for the function's own imports."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    with on_sys_path(code_dir) if code_dir else contextlib.nullcontext():
+        spec.loader.exec_module(module)
+    return module
+
+
+def wait_for_execution(sfn, execution_arn: str, timeout: float = 30, poll: float = 0.05) -> dict:
+    """DescribeExecution until the execution is no longer RUNNING; fails the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            return described
+        assert time.monotonic() < deadline, f"{execution_arn} still RUNNING after {timeout} s"
+        time.sleep(poll)
+
+
+def start_execution(sfn, state_machine_arn: str, payload: dict) -> str:
+    """Start an execution with a unique name (moto's engine names every unnamed one "None")."""
+    return sfn.start_execution(
+        stateMachineArn=state_machine_arn, name=f"t-{uuid.uuid4()}", input=json.dumps(payload)
+    )["executionArn"]
+
+
+def run_execution(
+    sfn, state_machine_arn: str, payload: dict, timeout: float = 30, poll: float = 0.05
+) -> dict:
+    """Start an execution and wait for its end; returns DescribeExecution's answer."""
+    return wait_for_execution(sfn, start_execution(sfn, state_machine_arn, payload), timeout, poll)
+
+
+def run_definition(sfn, definition: dict, payload: dict | None = None, timeout: float = 20) -> dict:
+    """Create a state machine from an ASL definition and run it once (moto's engine)."""
+    arn = sfn.create_state_machine(
+        name=f"m{time.monotonic_ns()}",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/r",
+    )["stateMachineArn"]
+    return run_execution(sfn, arn, payload or {}, timeout)
