@@ -1,5 +1,6 @@
 """Helpers that tests of every level share: the local stack's fake credentials, load a module from
-its file (a Lambda's code is no package), and run a Step Functions execution and poll it to its end."""
+its file (a Lambda's code is no package), run a Step Functions execution and poll it to its end,
+and a stub JSON API on loopback."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import contextlib
 import importlib.util
 import json
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
@@ -78,3 +82,33 @@ def run_definition(sfn, definition: dict, payload: dict | None = None, timeout: 
         roleArn="arn:aws:iam::123456789012:role/r",
     )["stateMachineArn"]
     return run_execution(sfn, arn, payload or {}, timeout)
+
+
+@contextlib.contextmanager
+def json_api(answer: Callable[[str, str, dict | None], tuple[int, object]]):
+    """A JSON API on a free loopback port: `answer(method, path, body)` gives (status, body); yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            status, out = answer(self.command, self.path, body)
+            data = json.dumps(out).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -96,6 +96,22 @@ class RunningStack:
             return self.process.wait()
 
 
+def local_up(state_dir: Path, *args: str, port: int = 0) -> list[str]:
+    """The command line of `python -m local up --no-train` on a state dir (port 0: a free one)."""
+    return [
+        sys.executable,
+        "-m",
+        "local",
+        "up",
+        "--no-train",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir),
+        *args,
+    ]
+
+
 def start_stack(
     state_dir: Path,
     *args: str,
@@ -113,20 +129,7 @@ def start_stack(
     log_path = state_dir.parent / f"{state_dir.name}.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "local",
-            "up",
-            "--no-train",
-            "--port",
-            "0",
-            "--state-dir",
-            str(state_dir),
-            "--template",
-            str(template),
-            *args,
-        ],
+        local_up(state_dir, "--template", str(template), *args),
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

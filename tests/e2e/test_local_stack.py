@@ -16,7 +16,7 @@ from botocore.config import Config
 
 from local.sam import template as tmpl
 from local.stack import load_template
-from tests.e2e.conftest import ROOT, TEMPLATE, start_stack
+from tests.e2e.conftest import ROOT, TEMPLATE, local_up, start_stack
 from tests.support import run_execution, wait_for_execution
 
 pytestmark = pytest.mark.e2e
@@ -122,17 +122,7 @@ def test_port_in_use_is_a_clear_error(tmp_path, template):
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "local",
-                "up",
-                "--no-train",
-                "--port",
-                str(port),
-                "--state-dir",
-                str(tmp_path),
-            ],
+            local_up(tmp_path, port=port),
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -1,12 +1,9 @@
 """The report command: real HTTP (a stdlib server answering with real analysis output) -> HTML + PNG."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from local.tools import report
+from tests.support import json_api
 from tests.unit.abtest_helpers import EVENT_TYPES
 from tests.unit.test_abtest_analysis import WEIGHTS, _experiment
 
@@ -24,24 +21,14 @@ def results():
 def server(results):
     seen = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append(self.path)
-            ok = self.path.startswith("/experiments/recs-ab/results")
-            body = json.dumps(results if ok else {"message": "not found"}).encode()
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(method, path, body):
+        seen.append(path)
+        if path.startswith("/experiments/recs-ab/results"):
+            return 200, results
+        return 404, {"message": "not found"}
 
-        def log_message(self, *args):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", seen
-    srv.shutdown()
+    with json_api(answer) as url:
+        yield url, seen
 
 
 def test_report_command_writes_html_and_png(server, tmp_path, capsys):

@@ -2,16 +2,15 @@
 A serves random items; B learns each user's clicked clusters from the events and serves more of
 them. Planted preferences must make B win; --aa must erase the difference."""
 
-import json
 import random
 import threading
 import zlib
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from local.tools import simulate
+from tests.support import json_api
 
 ITEMS = [{"item_id": f"i{k}", "genres": [f"g{k % 16}"], "price": 10.0} for k in range(400)]
 BY_CLUSTER = defaultdict(list)
@@ -27,45 +26,32 @@ def api():
     posted = []
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.path == "/recommendations":
-                user = body["user_id"]
-                variant = "AB"[zlib.crc32(user.encode()) % 2]
-                with lock:
-                    liked = list(clicked[user])
-                    sessions[user] += 1
-                    rng = random.Random(f"{user}/{sessions[user]}")  # deterministic per user and session
-                if variant == "B" and liked:
-                    items = [rng.choice(BY_CLUSTER[rng.choice(liked)]) for _ in range(body["num_results"])]
-                else:
-                    items = rng.sample(ITEMS, body["num_results"])
-                rid = f"r{rng.random()}"
-                with lock:
-                    recs[rid] = variant
-                out = {"variant": variant, "recommendation_id": rid, "items": items, "fallback": False}
+    def answer(method, path, body):
+        if path == "/recommendations":
+            user = body["user_id"]
+            variant = "AB"[zlib.crc32(user.encode()) % 2]
+            with lock:
+                liked = list(clicked[user])
+                sessions[user] += 1
+                rng = random.Random(f"{user}/{sessions[user]}")  # deterministic per user and session
+            if variant == "B" and liked:
+                items = [rng.choice(BY_CLUSTER[rng.choice(liked)]) for _ in range(body["num_results"])]
             else:
-                with lock:
-                    for e in body["events"]:
-                        posted.append(e)
-                        if e["event_type"] == "click":
-                            it = next(i for i in ITEMS if i["item_id"] == e["item_id"])
-                            clicked[e["user_id"]].append(simulate.item_labels(it)[0])
-                out = {"accepted": len(body["events"])}
-            data = json.dumps(out).encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+                items = rng.sample(ITEMS, body["num_results"])
+            rid = f"r{rng.random()}"
+            with lock:
+                recs[rid] = variant
+            return 200, {"variant": variant, "recommendation_id": rid, "items": items, "fallback": False}
+        with lock:
+            for e in body["events"]:
+                posted.append(e)
+                if e["event_type"] == "click":
+                    it = next(i for i in ITEMS if i["item_id"] == e["item_id"])
+                    clicked[e["user_id"]].append(simulate.item_labels(it)[0])
+        return 200, {"accepted": len(body["events"])}
 
-        def log_message(self, *args):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", posted
-    srv.shutdown()
+    with json_api(answer) as url:
+        yield url, posted
 
 
 def test_learning_recommender_wins_with_planted_preferences(api):
