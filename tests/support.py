@@ -49,6 +49,26 @@ def load_module(name: str, path: Path, *, code_dir: Path | None = None) -> Modul
     return module
 
 
+class LambdaContext:
+    """The context Lambda passes a handler: its names and the time left of its timeout."""
+
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    aws_request_id = "req"
+    log_stream_name = "local"
+
+    def __init__(
+        self, timeout_seconds: float = 10.0, name: str = "serving-test"
+    ):  # the template's LambdaTimeout
+        self.function_name = name
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self.log_group_name = f"/aws/lambda/{name}"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
 def wait_for_execution(sfn, execution_arn: str, timeout: float = 30, poll: float = 0.05) -> dict:
     """DescribeExecution until the execution is no longer RUNNING; fails the test after `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -21,7 +21,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportions_ztest
 
-from tests.support import load_module
+from tests.support import LambdaContext, load_module
 from tests.unit.abtest_helpers import EXPERIMENTS_DIR, counters_from_users, simulate_users
 
 pytestmark = pytest.mark.integration
@@ -97,19 +97,6 @@ def _event(path: str, query: dict | None = None) -> dict:
     }
 
 
-class _Context:
-    function_name = "experiments"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:experiments"
-    memory_limit_in_mb = 512
-    aws_request_id = "req"
-    log_group_name = "/aws/lambda/experiments"
-    log_stream_name = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @pytest.fixture
 def api(monkeypatch):
     for k, v in {
@@ -135,7 +122,7 @@ def api(monkeypatch):
         module = load_module("experiments_app", EXPERIMENTS_DIR / "app.py")
 
         def call(path, query=None):
-            resp = module.lambda_handler(_event(path, query), _Context())
+            resp = module.lambda_handler(_event(path, query), LambdaContext(30, "experiments"))
             return resp["statusCode"], json.loads(resp["body"])
 
         yield call, tables

@@ -15,6 +15,8 @@ from itertools import combinations
 
 import pytest
 
+from tests.support import LambdaContext
+
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.plugins.serving"]  # the `serving` fixture
 TYPES = ["click", "purchase", "view"]
@@ -383,8 +385,6 @@ def test_replay_publishes_the_age_of_the_oldest_pending_event(serving, monkeypat
     waiting for PutEvents after a replay run; 0 once everything went through."""
     from recsys_common import personalize
 
-    from tests.plugins.serving import Context
-
     serving.put_experiment(
         variants={"A": {"weight": 1}},
         event_tracker={
@@ -404,7 +404,7 @@ def test_replay_publishes_the_age_of_the_oldest_pending_event(serving, monkeypat
     assert replay.oldest_pending_age_seconds(two_hours_later) == 7200.0
 
     capsys.readouterr()
-    result = replay.lambda_handler({"min_age_seconds": 0}, Context(60))
+    result = replay.lambda_handler({"min_age_seconds": 0}, LambdaContext(60))
     assert result["failed"] == 3  # Personalize unreachable: all three stay pending
     ((age, unit),) = _published(capsys, "OldestPendingEventAgeSeconds")
     assert (
@@ -414,7 +414,7 @@ def test_replay_publishes_the_age_of_the_oldest_pending_event(serving, monkeypat
     )
 
     monkeypatch.setattr(personalize.events_client(), "put_events", lambda **kwargs: None)
-    result = replay.lambda_handler({"min_age_seconds": 0}, Context(60))
+    result = replay.lambda_handler({"min_age_seconds": 0}, LambdaContext(60))
     assert result["sent"] == 3
     assert _published(capsys, "OldestPendingEventAgeSeconds") == [(0.0, "Seconds")]
     assert replay.oldest_pending_age_seconds(two_hours_later) == 0.0
@@ -422,13 +422,11 @@ def test_replay_publishes_the_age_of_the_oldest_pending_event(serving, monkeypat
 
 def test_replay_publishes_no_age_before_an_event_tracker_exists(serving, capsys):
     """Before the first training there is nothing to forward to: pending events are expected then."""
-    from tests.plugins.serving import Context
-
     serving.put_experiment(variants={"A": {"weight": 1}})
     _expose(serving, "n")
     assert (
         serving.request("POST", "/events", {"user_id": "n", "item_id": "1", "event_type": "view"})[0] == 200
     )
     capsys.readouterr()
-    assert "skipped" in serving.apps["event_replay"].lambda_handler({}, Context(60))
+    assert "skipped" in serving.apps["event_replay"].lambda_handler({}, LambdaContext(60))
     assert _published(capsys, "OldestPendingEventAgeSeconds") == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
@@ -20,7 +19,7 @@ from local.moto_patches import dynamodb as moto_dynamodb
 from local.sam import provision, template
 from local.sam.http_api import build_event, make_route
 from local.sam.lambda_runner import function_specs
-from tests.support import load_module
+from tests.support import LambdaContext, load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {
@@ -29,22 +28,6 @@ FUNCTIONS = {
     "event_replay": "EventReplayFunction",
 }
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: connection refused at once
-
-
-class Context:
-    function_name = "serving-test"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:serving-test"
-    memory_limit_in_mb = 512
-    aws_request_id = "req"
-    log_group_name = "/aws/lambda/serving-test"
-    log_stream_name = "local"
-
-    def __init__(self, timeout_seconds: float = 10.0):  # the template's LambdaTimeout
-        self._deadline = time.monotonic() + timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
 
 
 def load_template():
@@ -169,7 +152,7 @@ class Serving:
             route, params, method, path, urlencode(query or {}), hdrs, data, "localapi", "127.0.0.1"
         )
         folder = next(f for f, logical in FUNCTIONS.items() if logical == route.function)
-        resp = self.apps[folder].lambda_handler(event, Context())
+        resp = self.apps[folder].lambda_handler(event, LambdaContext())
         return (
             resp["statusCode"],
             {k.lower(): v for k, v in (resp.get("headers") or {}).items()},
