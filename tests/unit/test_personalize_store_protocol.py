@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from local.personalize.engine import OPERATIONS
 from local.personalize.errors import AlreadyExists, InvalidInput, NotFound
-from local.personalize.protocol import error_status, rest_routes, validate_input
+from local.personalize.kinds import KINDS, kind_of
+from local.personalize.protocol import error_status, rest_routes, service_model, validate_input
 from local.personalize.store import Store, StoreClosed
 
 
@@ -62,3 +64,21 @@ def test_store_transitions_persist_and_refuse_writes_once_closed(tmp_path):
     store.close()
     with pytest.raises(StoreClosed):
         store.update("dataset-group", "arn:g", status="X")
+
+
+@pytest.mark.parametrize("kind", list(KINDS.values()), ids=list(KINDS))
+def test_each_resource_kind_matches_the_service_model(kind):
+    """The kinds table against botocore's personalize model: the operations it serves exist, take the
+    ARN member it names and the parent it filters on, and Delete* is served exactly where the service
+    has one. An engine ARN of the kind maps back to it (TagResource & co. find records by ARN)."""
+    model = service_model("personalize")
+    describe = model.operation_model(f"Describe{kind.noun}").input_shape
+    assert describe.required_members == [kind.arn_member]
+    listing = model.operation_model(f"List{kind.noun}s").input_shape
+    assert kind.parent is None or kind.parent in listing.members
+    assert (f"Delete{kind.noun}" in model.operation_names) == (kind.delete is not None)
+    served = {name for service, name in OPERATIONS if service == "personalize"}
+    assert {f"Describe{kind.noun}", f"List{kind.noun}s"} <= served
+    assert (f"Delete{kind.noun}" in served) == (kind.delete is not None)
+    path = "/".join(f"p{n}" for n in range(kind.arn_depth))
+    assert kind_of(f"arn:aws:personalize:us-east-1:123456789012:{kind.resource_type}/{path}") is kind
