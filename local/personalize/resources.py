@@ -19,12 +19,21 @@ _BEFORE_DELETE: dict[str, Callable] = {}
 
 def describes(kind: str):
     """Register `fn(engine, record) -> record`, run on the record before DescribeX shapes it."""
-    return lambda fn: _DESCRIBE.setdefault(kind, fn)
+    return _hook(_DESCRIBE, kind)
 
 
 def before_delete(kind: str):
     """Register `fn(engine, record)`: raises what refuses DeleteX, then cleans up what goes with it."""
-    return lambda fn: _BEFORE_DELETE.setdefault(kind, fn)
+    return _hook(_BEFORE_DELETE, kind)
+
+
+def _hook(hooks: dict[str, Callable], kind: str):
+    def register(fn):
+        assert kind in KINDS and kind not in hooks, f"{kind}: unknown kind, or a second hook"
+        hooks[kind] = fn
+        return fn
+
+    return register
 
 
 def _output_member(operation_name: str, type_name: str) -> str:
