@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
@@ -202,3 +203,16 @@ def test_documented_pattern_dollar_signs_survive_fastjsonschema():
     assert validator.validate("a$b") == "a$b"
     with pytest.raises(http.ApiError):
         validator.validate("   ")
+
+
+def test_the_analysis_choices_are_the_documents():
+    import tests.unit.abtest_helpers  # noqa: F401  (puts the experiments function's abtest on sys.path)
+
+    analysis = importlib.import_module("abtest.analysis")
+    params = {
+        p["name"]: p["schema"]
+        for p in DOC["paths"]["/experiments/{experimentId}/results"]["get"]["parameters"]
+        if "name" in p
+    }
+    assert set(params["analysis"]["enum"]) == set(analysis.ANALYSES)
+    assert set(params["correction"]["enum"]) == set(analysis.CORRECTIONS)
