@@ -6,6 +6,9 @@ fastjsonschema) costs, against the hand-written validation it replaced, in the s
     (the last commit with hand-written validation, materialised with `git archive`), round-robin
     over several rounds. Reported: min and median, and the ratio now / before at the min (load
     from other processes only adds time, so the least disturbed round is the import's own cost).
+    Beside it, the contract's own share: importing it (fastjsonschema, openapi.json) and compiling
+    the recommendations function's validators, timed inside one fresh interpreter that has already
+    imported what the function imports anyway (powertools' resolver, recsys_common.http).
 (b) The alternative the issue named: a powertools resolver with enable_validation and a pydantic
     model holding the same limits, against fastjsonschema compiling RecommendationRequest, both
     from a bare interpreter.
@@ -15,6 +18,7 @@ fastjsonschema) costs, against the hand-written validation it replaced, in the s
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -66,6 +70,15 @@ app = APIGatewayHttpResolver(enable_validation=True)
 def post(body: RecommendationRequest):
     return {}
 """
+_CONTRACT_SHARE = """
+import recsys_common.http
+t = time.perf_counter()
+from recsys_common import contract
+contract.routes("recommendations")
+contract.request_body("postRecommendations")
+contract.parameters("getUserRecommendations")
+contract.parameters("getSimilarItems")
+"""
 _FASTJSONSCHEMA = """
 from recsys_common import contract
 contract.request_body("postRecommendations")
@@ -102,6 +115,7 @@ def _targets(before: Path | None) -> dict[str, tuple[str, list[str]]]:
             body = _IMPORT_APP.format(path=str(tree / name / "app.py"))
             targets[f"{name} {label}"] = (body, [str(tree / name), str(tree / "common")])
     common = [str(ROOT / "functions" / "common")]
+    targets["contract share (recommendations)"] = (_CONTRACT_SHARE, common)
     targets["pydantic + enable_validation"] = (_PYDANTIC, common)
     targets["fastjsonschema + contract"] = (_FASTJSONSCHEMA, common)
     return targets
@@ -126,6 +140,10 @@ def cold_starts() -> None:
         print(line)
     if before is None:
         print(f"  (no git history with {BEFORE}: before-state not measured)")
+    share, app = runs["contract share (recommendations)"], runs["recommendations now"]
+    print(
+        f"  the contract's share of the recommendations cold start at the min: {100 * min(share) / min(app):.1f} %"
+    )
     pyd, fjs = runs["pydantic + enable_validation"], runs["fastjsonschema + contract"]
     print(f"  the alternative: pydantic / fastjsonschema at the min: {min(pyd) / min(fjs):4.1f} x")
 
@@ -140,7 +158,9 @@ def layer_size() -> None:
     added = {"fastjsonschema (dist)": _dist_bytes("fastjsonschema"),
              "openapi.json": (common / "openapi.json").stat().st_size,
              "contract.py": (common / "contract.py").stat().st_size}  # fmt: skip
-    base = {name: _dist_bytes(name) for name in ("boto3", "botocore", "aws-lambda-powertools", "aws-xray-sdk")}
+    base = {
+        name: _dist_bytes(name) for name in ("boto3", "botocore", "aws-lambda-powertools", "aws-xray-sdk")
+    }
     print("common layer size (unzipped):")
     for name, size in added.items():
         print(f"  + {name:28s} {size / 1024:8.1f} KiB")
@@ -160,10 +180,8 @@ def per_request() -> None:
     for label, body, n in (("valid body", good, 20000), ("invalid body (3 problems)", bad, 2000)):
         start = time.perf_counter()
         for _ in range(n):
-            try:
+            with contextlib.suppress(http.ApiError):
                 validator.validate(dict(body))
-            except http.ApiError:
-                pass
         print(f"  {label:28s} {(time.perf_counter() - start) / n * 1e6:7.1f} µs")
 
 
