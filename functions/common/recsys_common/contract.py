@@ -7,7 +7,8 @@ sizes and defaults are stated once, in the document. What a schema cannot state 
 filter names, the stack's event types, timestamps relative to now) stays with the handlers.
 
 A failing request is checked again field by field, so that the 400 names every bad field (the
-field, the limit, what was given), not only the first one fastjsonschema met.
+field, the limit, what was given: recsys_common.problem_text), not only the first one
+fastjsonschema met.
 """
 
 from __future__ import annotations
@@ -21,14 +22,10 @@ from pathlib import Path
 
 import fastjsonschema
 
-from recsys_common import http
+from recsys_common import http, problem_text
 
 DOC = json.loads(Path(__file__).with_name("openapi.json").read_text())
 METHODS = ("get", "put", "post", "delete", "patch")
-# RFC 3339 date-time as the handlers parse it (events_model): ISO-8601 with a time zone.
-FORMATS = {"date-time": lambda text: _has_zone(text)}
-_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a finite number", "object": "an object",
-               "array": "an array", "boolean": "a boolean", "null": "null"}  # fmt: skip
 _QUERY_INT = re.compile(r"\s*[+-]?[0-9]{1,9}\s*")  # int() would also take "1_0", "٣" and other digit forms
 
 
@@ -37,6 +34,10 @@ def _has_zone(text: str) -> bool:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).tzinfo is not None
     except ValueError:
         return False
+
+
+# date-time as the handlers parse it (events_model): ISO-8601 with a time zone.
+FORMATS = {"date-time": _has_zone}
 
 
 def _inline(node):
@@ -171,85 +172,14 @@ def _drop_nulls(value, schema: dict):
     return value
 
 
-def _given(value) -> str:
-    if isinstance(value, str):
-        return repr(value if len(value) <= 40 else value[:40] + "...")
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int | float):
-        return repr(value)
-    kind = "an object" if isinstance(value, dict) else "an array" if isinstance(value, list) else "?"
-    return kind
-
-
-def _types(schema: dict) -> str:
-    kinds = schema.get("type") or [s.get("type") for s in schema.get("oneOf", [])]
-    kinds = kinds if isinstance(kinds, list) else [kinds]
-    return " or ".join(_TYPE_NAMES.get(k, str(k)) for k in kinds)
-
-
-def _text(rule: str, node: dict, value) -> str:
-    """What the value breaks, with the limit and what was given."""
-    custom = (node.get("x-messages") or {}).get(rule)
-    if custom:
-        return custom
-    low, high = node.get("minimum"), node.get("maximum")
-    if rule in ("minimum", "maximum") and low is not None and high is not None:
-        span = f"within ±{high:g}" if low == -high else f"between {low:g} and {high:g}"
-        return f"must be {span}, got {_given(value)}"
-    if rule in ("minItems", "maxItems") and "minItems" in node and "maxItems" in node:
-        return f"must hold {node['minItems']} to {node['maxItems']} items, got {len(value)}"
-    if rule in ("exclusiveMinimum", "exclusiveMaximum"):
-        low, high = node.get("exclusiveMinimum", -math.inf), node.get("exclusiveMaximum", math.inf)
-        return f"must be in ({low:g}, {high:g}), got {_given(value)}"
-    size = len(value) if isinstance(value, str | list | dict) else None
-    texts = {
-        "type": lambda: f"must be {_kind(node)}, got {_given(value)}",
-        "minimum": lambda: f"must be at least {node['minimum']:g}, got {_given(value)}",
-        "maximum": lambda: f"must be at most {node['maximum']:g}, got {_given(value)}",
-        "minLength": lambda: (
-            "must be a non-empty string"
-            if node["minLength"] == 1
-            else f"must be at least {node['minLength']} characters, got {size}"
-        ),
-        "maxLength": lambda: f"is longer than {node['maxLength']} characters (got {size})",
-        "pattern": lambda: (
-            "must not be only white space" if node["pattern"] == "\\S" else f"must match {node['pattern']}"
-        ),
-        "enum": lambda: f"must be one of {', '.join(map(str, node['enum']))}, got {_given(value)}",
-        "minItems": lambda: f"must hold at least {node['minItems']} items, got {size}",
-        "maxItems": lambda: f"must hold at most {node['maxItems']} items, got {size}",
-        "maxProperties": lambda: f"must have at most {node['maxProperties']} entries, got {size}",
-        "propertyNames": lambda: (
-            "keys must be "
-            + _text_limits(node["propertyNames"])
-            + f", got {_given(_bad_key(node['propertyNames'], value))}"
-        ),
-        "oneOf": lambda: f"must be {_types(node)}",
-        "format": lambda: f"must be a {node['format']}, got {_given(value)}",
-    }
-    return texts[rule]() if rule in texts else f"does not satisfy '{rule}'"
-
-
-def _kind(node: dict) -> str:
-    if node.get("type") == "string" and node.get("minLength", 0) >= 1:
-        return "a non-empty string"
-    return _types(node)
-
-
-def _text_limits(schema: dict) -> str:
-    return f"{schema.get('minLength', 0)} to {schema.get('maxLength', 'any number of')} characters"
-
-
-def _bad_key(schema: dict, value):
-    low, high = schema.get("minLength", 0), schema.get("maxLength", math.inf)
-    return next((k for k in value if not low <= len(k) <= high), None) if isinstance(value, dict) else None
-
-
 def _problem(exc: fastjsonschema.JsonSchemaValueException, name: str) -> dict:
     field = name + exc.name.removeprefix("data")
     field = field.removeprefix(".") or "body"
-    return {"field": field, "problem": _text(exc.rule, exc.definition or {}, exc.value), "rule": exc.rule}
+    return {
+        "field": field,
+        "problem": problem_text.describe(exc.rule, exc.definition or {}, exc.value),
+        "rule": exc.rule,
+    }
 
 
 def _summary(problems: list[dict]) -> str:
@@ -321,19 +251,19 @@ def _from_text(param: dict, raw: str):
         try:
             return json.loads(raw, parse_constant=_no_constant)
         except ValueError:
-            raise ValueError(f"must be a JSON object, got {_given(raw)}") from None
+            raise ValueError(f"must be a JSON object, got {problem_text.given(raw)}") from None
     kind = param["schema"].get("type")
     if kind == "integer":
         if not _QUERY_INT.fullmatch(raw):
-            raise ValueError(f"must be an integer, got {_given(raw)}")
+            raise ValueError(f"must be an integer, got {problem_text.given(raw)}")
         return int(raw)
     if kind == "number":
         try:
             value = float(raw)
         except ValueError:
-            raise ValueError(f"must be a number, got {_given(raw)}") from None
+            raise ValueError(f"must be a number, got {problem_text.given(raw)}") from None
         if not math.isfinite(value):
-            raise ValueError(f"must be a finite number, got {_given(raw)}")
+            raise ValueError(f"must be a finite number, got {problem_text.given(raw)}")
         return value
     return raw
 
