@@ -131,7 +131,8 @@ def cold_starts() -> None:
         for _ in range(RUNS):
             for name, (body, paths) in targets.items():
                 runs[name].append(_fresh(body, paths))
-    print(f"cold import in fresh interpreters, {RUNS} rounds (before = {BEFORE}):")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"cold import in fresh interpreters, {RUNS} rounds (before = {BEFORE}; load average {load}):")
     for name, ms in runs.items():
         line = f"  {name:30s} median {statistics.median(ms):6.1f} ms  min {min(ms):6.1f} ms"
         base = runs.get(name.replace(" now", " before")) if name.endswith(" now") else None
@@ -157,7 +158,8 @@ def layer_size() -> None:
     common = ROOT / "functions" / "common" / "recsys_common"
     added = {"fastjsonschema (dist)": _dist_bytes("fastjsonschema"),
              "openapi.json": (common / "openapi.json").stat().st_size,
-             "contract.py": (common / "contract.py").stat().st_size}  # fmt: skip
+             "contract.py + problem_text.py": sum((common / f).stat().st_size
+                                                  for f in ("contract.py", "problem_text.py"))}  # fmt: skip
     base = {
         name: _dist_bytes(name) for name in ("boto3", "botocore", "aws-lambda-powertools", "aws-xray-sdk")
     }
