@@ -21,12 +21,12 @@ LAYER_COPY = ROOT / "functions" / "common" / "recsys_common" / "openapi.json"
 
 
 def render(source: Path = SOURCE) -> str:
-    return json.dumps(yaml.safe_load(source.read_text()), indent=1, ensure_ascii=False) + "\n"
+    return json.dumps(yaml.safe_load(source.read_text(encoding="utf-8")), indent=1, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else LAYER_COPY
-    out.write_text(render())
+    out.write_text(render(), encoding="utf-8")
     return 0
 
 

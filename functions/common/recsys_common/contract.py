@@ -24,7 +24,7 @@ import fastjsonschema
 
 from recsys_common import http, problem_text
 
-DOC = json.loads(Path(__file__).with_name("openapi.json").read_text())
+DOC = json.loads(Path(__file__).with_name("openapi.json").read_text(encoding="utf-8"))
 METHODS = ("get", "put", "post", "delete", "patch")
 _QUERY_INT = re.compile(r"\s*[+-]?[0-9]{1,9}\s*")  # int() would also take "1_0", "٣" and other digit forms
 
