@@ -195,7 +195,7 @@ def contract_gaps(build_dir: Path) -> Iterator[str]:
     built = build_dir / "CommonLayer" / "python" / "recsys_common" / "openapi.json"
     if not built.is_file():
         yield "CommonLayer: no recsys_common/openapi.json (the API contract the Lambdas validate with)"
-    elif json.loads(built.read_text()) != json.loads(render()):
+    elif json.loads(built.read_text(encoding="utf-8")) != json.loads(render()):
         yield "CommonLayer: recsys_common/openapi.json is not docs/openapi.yaml (a stale build?)"
 
 

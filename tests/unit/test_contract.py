@@ -27,7 +27,7 @@ DOC = yaml.safe_load((ROOT / "docs" / "openapi.yaml").read_text())
 
 def test_the_layers_copy_is_the_document():
     assert contract.DOC == DOC, "run: .venv/bin/python functions/openapi_json.py"
-    assert openapi_json.LAYER_COPY.read_text() == openapi_json.render()
+    assert openapi_json.LAYER_COPY.read_text(encoding="utf-8") == openapi_json.render()
 
 
 # --- routes -------------------------------------------------------------------------------------
