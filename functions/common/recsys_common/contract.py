@@ -198,6 +198,22 @@ def schema(name: str) -> Validator:
 
 
 @cache
+def shape(name: str) -> Validator:
+    """components.schemas[name] without what its arrays hold: the container's own limits (a batch
+    whose items are checked one by one elsewhere)."""
+    return Validator(_without_items(_inline(DOC["components"]["schemas"][name])), "")
+
+
+def _without_items(node):
+    if not isinstance(node, dict):
+        return node
+    out = {k: _without_items(v) for k, v in node.items()}
+    if node.get("type") == "array":  # (not a property that happens to be called "items")
+        out.pop("items", None)
+    return out
+
+
+@cache
 def request_body(operation_id: str) -> Validator:
     _, _, op = _operations()[operation_id]
     return Validator(op["requestBody"]["content"]["application/json"]["schema"], "")
