@@ -10,7 +10,9 @@ template's LambdaArchitecture) than the machine's; a wrong flag or a missing whe
 - every wheel is for CPython 3.13 on Linux and the architecture SAM built it for (its WHEEL
   tags), and every shared object is an ELF file of that architecture, with no other Python's
   extension modules;
-- a function with its layers stays within Lambda's 250 MB unzipped limit.
+- a function with its layers stays within Lambda's 250 MB unzipped limit;
+- the common layer holds the API contract the Lambdas validate requests with (recsys_common/
+  openapi.json), and it is docs/openapi.yaml as it is now.
 
 Usage: .venv/bin/python .ci/check_build.py [BUILD_DIR]   (default .aws-sam/build); exit 1 on a gap.
 The architecture is the one SAM records per function and layer in BUILD_DIR/../build.toml.
@@ -19,6 +21,7 @@ The architecture is the one SAM records per function and layer in BUILD_DIR/../b
 from __future__ import annotations
 
 import functools
+import json
 import re
 import sys
 import tomllib
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "functions"))
 
 from lambda_constraints import constraints, normalise  # noqa: E402  (the build's own versions)
+from openapi_json import render  # noqa: E402  (docs/openapi.yaml as the layer ships it)
 
 from local.sam.template import load_yaml  # noqa: E402  (the repo's CloudFormation-aware YAML loader)
 
@@ -187,6 +191,14 @@ def size_gaps(build_dir: Path) -> Iterator[str]:
             yield f"{logical_id}: {total / 2**20:.0f} MB unzipped with its layers, over Lambda's 250 MB"
 
 
+def contract_gaps(build_dir: Path) -> Iterator[str]:
+    built = build_dir / "CommonLayer" / "python" / "recsys_common" / "openapi.json"
+    if not built.is_file():
+        yield "CommonLayer: no recsys_common/openapi.json (the API contract the Lambdas validate with)"
+    elif json.loads(built.read_text(encoding="utf-8")) != json.loads(render()):
+        yield "CommonLayer: recsys_common/openapi.json is not docs/openapi.yaml (a stale build?)"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     build_dir = Path(args[0] if args else ROOT / ".aws-sam" / "build").resolve()
@@ -213,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             f"functions and layers built for different architectures: {architectures} {layer_archs}"
         )
     problems += list(size_gaps(build_dir))
+    problems += list(contract_gaps(build_dir))
     for problem in problems:
         print(problem)
     if problems:

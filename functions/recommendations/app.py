@@ -9,9 +9,7 @@ attribution and impressions), the first exposure and the request counters.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 import uuid
 
@@ -20,7 +18,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
-from recsys_common import aggregates, assignments_store, config, ddb, http, personalize
+from recsys_common import aggregates, assignments_store, config, contract, ddb, http, personalize
 from recsys_common.assignments_store import Assignment
 
 logger = Logger()
@@ -28,79 +26,14 @@ tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
 
-MAX_RESULTS = 500
-DEFAULT_RESULTS = 25
-MAX_ID = 256
-ROUTES = [
-    ("POST", "/recommendations"),
-    ("GET", "/users/<userId>/recommendations"),
-    ("GET", "/items/<itemId>/similar"),
-    ("GET", "/health"),
-]
-http.install(app, ROUTES)
-_BODY_FIELDS = {"user_id", "num_results", "filter", "filter_values", "context"}
+# Routes, limits and defaults are docs/openapi.yaml's (recsys_common.contract): compiled at cold start.
+http.install(app, contract.routes("recommendations"))
+BODY = contract.request_body("postRecommendations")
+USER_PARAMS = contract.parameters("getUserRecommendations")
+SIMILAR_PARAMS = contract.parameters("getSimilarItems")
 
 
 # --- input ------------------------------------------------------------------------------------
-
-
-def _id(value, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise http.bad_request(
-            f"{field} is required: a non-empty string", [{"field": field, "problem": "missing or empty"}]
-        )
-    if len(value) > MAX_ID:
-        raise http.bad_request(
-            f"{field} is longer than {MAX_ID} characters", [{"field": field, "problem": "too long"}]
-        )
-    return value
-
-
-def _num_results(value, from_query: bool = False) -> int:
-    """From the query string (text) or the JSON body, where only a JSON integer is one."""
-    if value is None:
-        return DEFAULT_RESULTS
-    if from_query:
-        try:
-            if not re.fullmatch(r"\s*[+-]?[0-9]{1,9}\s*", value):
-                raise ValueError(value)  # int() would also take "1_0" and other digit forms
-            value = int(value)
-        except ValueError:
-            raise http.bad_request(
-                f"num_results must be an integer, got '{value}'",
-                [{"field": "num_results", "problem": "not an integer"}],
-            ) from None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise http.bad_request(
-            "num_results must be an integer", [{"field": "num_results", "problem": "not an integer"}]
-        )
-    if not 1 <= value <= MAX_RESULTS:
-        raise http.bad_request(
-            f"num_results must be between 1 and {MAX_RESULTS}, got {value}",
-            [{"field": "num_results", "problem": "out of range"}],
-        )
-    return value
-
-
-def _string_map(value, field: str, max_entries: int) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise http.bad_request(
-            f"{field} must be an object of strings", [{"field": field, "problem": "not an object of strings"}]
-        )
-    if len(value) > max_entries:
-        raise http.bad_request(
-            f"{field} has more than {max_entries} entries", [{"field": field, "problem": "too many entries"}]
-        )
-    if any(not k or len(k) > 150 or len(v) > 1000 for k, v in value.items()):
-        raise http.bad_request(
-            f"{field}: keys must be 1-150 characters, values at most 1000",
-            [{"field": field, "problem": "entry too long"}],
-        )
-    return value
 
 
 def _filter_arn(experiment: config.Experiment, name) -> str | None:
@@ -108,28 +41,15 @@ def _filter_arn(experiment: config.Experiment, name) -> str | None:
         return None
     if not isinstance(name, str) or not name:
         raise http.bad_request(
-            "filter must be a filter name (string)", [{"field": "filter", "problem": "not a string"}]
+            "filter must be a filter name (string)", [{"field": "filter", "problem": "must be a filter name"}]
         )
     arn = experiment.filters.get(name)
     if not arn:
         known = ", ".join(sorted(experiment.filters)) or "none configured"
         raise http.bad_request(
-            f"unknown filter '{name}' (known: {known})", [{"field": "filter", "problem": "unknown"}]
+            f"unknown filter '{name}' (known: {known})", [{"field": "filter", "problem": "unknown filter"}]
         )
     return arn
-
-
-def _query_json_map(name: str, max_entries: int) -> dict[str, str]:
-    raw = app.current_event.get_query_string_value(name)
-    if raw is None:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise http.bad_request(
-            f"query parameter '{name}' must be a JSON object", [{"field": name, "problem": "not JSON"}]
-        ) from None
-    return _string_map(value, name, max_entries)
 
 
 # --- Personalize --------------------------------------------------------------------------------
@@ -306,45 +226,34 @@ def recommend(
     return http.json_response(body, headers={"X-Experiment-Variant": a.variant})
 
 
-@app.post("/recommendations")
+@contract.route(app, "postRecommendations")
 @tracer.capture_method
 def post_recommendations():
     body = http.json_body(app, 64 * 1024)
     if not isinstance(body, dict):
         raise http.bad_request("request body must be a JSON object", code="invalid_body")
-    unknown = sorted(set(body) - _BODY_FIELDS)
-    if unknown:
-        raise http.bad_request(
-            f"unknown field(s): {', '.join(unknown)}",
-            [{"field": f, "problem": "unknown field"} for f in unknown],
-        )
+    body = BODY.validate(body)
     return recommend(
-        _id(body.get("user_id"), "user_id"),
-        _num_results(body.get("num_results")),
+        body["user_id"],
+        body["num_results"],
         body.get("filter"),
-        _string_map(body.get("filter_values"), "filter_values", 25),
-        _string_map(body.get("context"), "context", 150),
+        body.get("filter_values"),
+        body.get("context"),
     )
 
 
-@app.get("/users/<userId>/recommendations")
+@contract.route(app, "getUserRecommendations")
 @tracer.capture_method
 def get_user_recommendations(userId: str):
-    q = app.current_event.get_query_string_value
-    return recommend(
-        _id(userId, "userId"),
-        _num_results(q("num_results"), from_query=True),
-        q("filter"),
-        _query_json_map("filter_values", 25),
-        _query_json_map("context", 150),
-    )
+    q = USER_PARAMS.read({"userId": userId}, app.current_event.get_query_string_value)
+    return recommend(userId, q["num_results"], q["filter"], q["filter_values"], q["context"])
 
 
-@app.get("/items/<itemId>/similar")
+@contract.route(app, "getSimilarItems")
 @tracer.capture_method
 def get_similar(itemId: str):
-    item_id = _id(itemId, "itemId")
-    num_results = _num_results(app.current_event.get_query_string_value("num_results"), from_query=True)
+    q = SIMILAR_PARAMS.read({"itemId": itemId}, app.current_event.get_query_string_value)
+    item_id, num_results = itemId, q["num_results"]
     experiment = config.load()
     predicted, reason, p_rec_id = _personalize(
         experiment.similar_campaign_arn, itemId=item_id, numResults=num_results
@@ -371,7 +280,7 @@ def get_similar(itemId: str):
     )
 
 
-@app.get("/health")
+@contract.route(app, "getHealth")
 def health():
     experiment = config.load()
     return http.json_response(

@@ -220,8 +220,8 @@ def test_responses_validate_against_the_openapi_document(api):
         check(call("/experiments/exp-1/results", {"analysis": analysis})[1], "ExperimentResults")
     check(call("/experiments/recs-ab/results")[1], "ExperimentResults")  # no data at all: nulls
     check(call("/experiments/exp-1")[1], "ExperimentConfig")
-    check(call("/experiments/nope/results")[1], "Error")
-    check(call("/experiments/exp-1/results", {"alpha": "x"})[1], "Error")
+    check(call("/experiments/nope/results")[1], "ApiError")
+    check(call("/experiments/exp-1/results", {"alpha": "x"})[1], "ApiError")
     broken = call("/experiments/exp-1/results")[1]
     broken["verdict"]["decision"] = "ship it"
     with pytest.raises(jsonschema.ValidationError):
@@ -241,14 +241,16 @@ def test_config_route_hides_plumbing_and_normalises_weights(api):
 def test_unknown_experiment_is_404_and_bad_parameters_are_400(api):
     call, tables = api
     _load(tables)
-    assert call("/experiments/nope/results")[0] == 404
-    assert call("/experiments/nope")[0] == 404
+    for path in ("/experiments/nope/results", "/experiments/nope"):
+        status, body = call(path)
+        assert status == 404 and body["error"]["code"] == "not_found" and "nope" in body["error"]["message"]
     for path in ("/experiments/" + "x" * 257, "/experiments/" + "x" * 257 + "/results"):
         status, body = call(path)  # longer than the documented maxLength: 400, not a DynamoDB error
-        assert status == 400 and "experimentId" in body["message"], body
+        assert status == 400 and "experimentId" in body["error"]["message"], body
     for query in ({"alpha": "abc"}, {"alpha": "0.9"}, {"analysis": "bayes"}, {"metric": "nope"}):
         status, body = call("/experiments/exp-1/results", query)
-        assert status == 400 and "message" in body, (query, body)
+        assert status == 400 and body["error"]["code"] == "validation_error", (query, body)
+        assert next(iter(query)) == body["error"]["details"][0]["field"], body
 
 
 def test_configured_experiment_without_record_uses_serving_defaults(api):

@@ -91,6 +91,9 @@ def fake_build(tmp_path: Path, architecture: str = "arm64", machine: int = ELF_A
             (build / logical_id).mkdir(parents=True, exist_ok=True)
             (build / logical_id / "app.py").write_text("def lambda_handler(event, context): ...\n")
             record.append(f'"{logical_id}",')
+    contract = build / "CommonLayer" / "python" / "recsys_common" / "openapi.json"
+    contract.parent.mkdir(parents=True, exist_ok=True)
+    contract.write_text(check_build.render())
     record += [
         "]",
         "[layer_build_definitions.l]",
@@ -135,6 +138,17 @@ def test_check_build_refuses_another_pythons_wheels_and_missing_packages(tmp_pat
     out = capsys.readouterr().out
     assert "ExperimentsFunction: scipy==1.17.1 is built for ['cp311-cp311-manylinux2014_aarch64']" in out
     assert "CommonLayer: boto3 is not installed" in out
+
+
+def test_check_build_refuses_a_stale_api_contract(tmp_path, capsys):
+    build = fake_build(tmp_path)
+    contract = build / "CommonLayer" / "python" / "recsys_common" / "openapi.json"
+    contract.write_text(json.dumps({**json.loads(contract.read_text()), "paths": {}}))
+    assert check_build.main([str(build)]) == 1
+    assert "openapi.json is not docs/openapi.yaml" in capsys.readouterr().out
+    contract.unlink()
+    assert check_build.main([str(build)]) == 1
+    assert "no recsys_common/openapi.json" in capsys.readouterr().out
 
 
 def test_check_build_refuses_a_build_without_sams_record(tmp_path, capsys):

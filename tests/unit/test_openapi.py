@@ -59,7 +59,17 @@ def test_every_operation_documents_its_errors_and_a_json_success():
                 assert "400" in codes, (method, path)
 
 
-def test_serving_errors_share_one_shape():
+def test_every_function_error_has_one_shape():
     error = DOC["components"]["schemas"]["ApiError"]
     assert error["required"] == ["error"]
     assert set(error["properties"]["error"]["required"]) == {"code", "message"}
+    # every 4xx/5xx a route documents is an ApiError; API Gateway's own answers (Error) only beside it
+    for path, ops in DOC["paths"].items():
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                if status.startswith("2"):
+                    continue
+                sch = _deref(response)["content"]["application/json"]["schema"]
+                shapes = [s["$ref"] for s in sch.get("oneOf", [sch])]
+                assert "#/components/schemas/ApiError" in shapes, (method, path, status)
+    assert "statusCode" not in DOC["components"]["schemas"]["Error"]["properties"]

@@ -1,7 +1,10 @@
 """Validation of incoming events (POST /events), all-or-nothing, naming every bad field.
 
-Limits follow Personalize's PutEvents shapes (ids ≤ 256, properties ≤ 1024 characters) so
-that every accepted event can also be forwarded.
+The shapes and limits are docs/openapi.yaml's (schemas Event and EventBatch, through
+recsys_common.contract): ids ≤ 256 characters, as Personalize's PutEvents takes them, so that every
+accepted event can also be forwarded. Here only what a schema cannot state: the stack's event
+types, timestamps against the clock, the smallest magnitude of a value, the size of properties as
+JSON. A field the schema already rejected is not checked again.
 """
 
 from __future__ import annotations
@@ -13,82 +16,43 @@ import time
 import uuid
 from datetime import datetime
 
-MAX_EVENTS = 100
-MAX_ID = 256
+from recsys_common import contract
+
 MAX_PROPERTIES = 1024
-MAX_ABS_VALUE = 1e9
 # DynamoDB numbers stop at 1e-130 and the aggregates store value² (and products): keep them far above
 MIN_ABS_VALUE = 1e-6
 EARLIEST = 946684800.0  # 2000-01-01: anything older is a unit or clock error
 FUTURE_SLACK = 15 * 60  # client clocks run ahead a little, not more
-FIELDS = {
-    "event_id", "user_id", "item_id", "event_type", "session_id", "timestamp",
-    "value", "recommendation_id", "properties",
-}  # fmt: skip
-REQUIRED = ("user_id", "item_id", "event_type")
 
 
 class Invalid(Exception):
     def __init__(self, problems: list[dict]):
+        problems = contract.public(problems)
         super().__init__("; ".join(f"{p['field']}: {p['problem']}" for p in problems))
         self.problems = problems
 
 
 def batch(body) -> tuple[list, bool]:
-    """The list of raw events in a body: {"events": [...]} or one event object."""
+    """The list of raw events in a body: {"events": [...]} (schema EventBatch) or one event object."""
     if isinstance(body, dict) and "events" in body:
-        extra = sorted(set(body) - {"events"})
-        if extra:
-            raise Invalid([{"field": f, "problem": "unknown field next to 'events'"} for f in extra])
-        events = body["events"]
-        if not isinstance(events, list):
-            raise Invalid([{"field": "events", "problem": "must be an array of event objects"}])
-        if not 1 <= len(events) <= MAX_EVENTS:
-            raise Invalid(
-                [{"field": "events", "problem": f"must hold 1 to {MAX_EVENTS} events, got {len(events)}"}]
-            )
-        return events, True
+        _, problems = contract.shape("EventBatch").check(body)  # each event: validate()
+        if problems:
+            raise Invalid(problems)
+        return body["events"], True
     if isinstance(body, dict):
         return [body], False
     raise Invalid([{"field": "body", "problem": 'must be an event object or {"events": [...]}'}])
 
 
-def _string(e: dict, key: str, where: str, problems: list, required: bool, max_len: int = MAX_ID):
-    value = e.get(key)
-    if value is None:
-        if required:
-            problems.append({"field": f"{where}{key}", "problem": "is required"})
-        return None
-    if not isinstance(value, str) or not value.strip():
-        problems.append({"field": f"{where}{key}", "problem": "must be a non-empty string"})
-        return None
-    if len(value) > max_len:
-        problems.append({"field": f"{where}{key}", "problem": f"longer than {max_len} characters"})
-        return None
-    return value
-
-
 def _timestamp(value, field: str, problems: list, now: float) -> float | None:
+    """Epoch seconds from a number or an ISO-8601 date-time with a zone (the schema's oneOf)."""
     if value is None:
         return now
-    ts = None
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, int | float) and math.isfinite(value):
-        ts = float(value)
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if parsed.tzinfo is not None:
-                ts = parsed.timestamp()
-            else:
-                problems.append({"field": field, "problem": "ISO-8601 timestamps need a time zone (e.g. Z)"})
-                return None
-        except ValueError:
-            pass
-    if ts is None:
-        problems.append({"field": field, "problem": "must be epoch seconds or an ISO-8601 date-time"})
-        return None
+    ts = (
+        float(value)
+        if isinstance(value, int | float)
+        else datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    )
     if ts > now + FUTURE_SLACK:
         hint = " (milliseconds? send seconds)" if ts > 1e11 else ""
         problems.append({"field": field, "problem": f"is in the future{hint}"})
@@ -100,25 +64,14 @@ def _timestamp(value, field: str, problems: list, now: float) -> float | None:
 
 
 def _value(value, field: str, problems: list) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        problems.append({"field": field, "problem": "must be a finite number"})
-        return None
-    if abs(value) > MAX_ABS_VALUE:
-        problems.append({"field": field, "problem": f"must be within ±{MAX_ABS_VALUE:g}"})
-        return None
     if value and abs(value) < MIN_ABS_VALUE:
         problems.append({"field": field, "problem": f"must be 0 or at least {MIN_ABS_VALUE:g} in magnitude"})
         return None
-    return float(value)
+    return None if value is None else float(value)
 
 
 def _properties(value, field: str, problems: list) -> str | None:
     if value is None:
-        return None
-    if not isinstance(value, dict):
-        problems.append({"field": field, "problem": "must be an object"})
         return None
     text = json.dumps(value, separators=(",", ":"), allow_nan=False) if _finite(value) else None
     if text is None:
@@ -147,34 +100,39 @@ def derive_id(e: dict) -> str:
     return "d-" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
+def _rules(e: dict, prefix: str, bad: set[str], event_types: list[str], now: float, problems: list) -> dict:
+    """The clean event after the rules a schema cannot state (fields the schema rejected are skipped)."""
+    out = {k: e.get(k) for k in ("user_id", "item_id", "event_type", "event_id", "session_id",
+                                 "recommendation_id")}  # fmt: skip
+    if out["event_type"] not in (None, *event_types) and f"{prefix}event_type" not in bad:
+        problems.append(
+            {"field": f"{prefix}event_type", "problem": f"must be one of {', '.join(event_types)}"}
+        )
+    skip = {k for k in ("timestamp", "value", "properties") if prefix + k in bad}
+    out["timestamp"] = (
+        None if "timestamp" in skip else _timestamp(e.get("timestamp"), f"{prefix}timestamp", problems, now)
+    )
+    out["value"] = None if "value" in skip else _value(e.get("value"), f"{prefix}value", problems)
+    out["properties"] = (
+        None if "properties" in skip else _properties(e.get("properties"), f"{prefix}properties", problems)
+    )
+    return out
+
+
 def validate(raw_events: list, event_types: list[str], batched: bool, now: float | None = None) -> list[dict]:
     """Clean events, or Invalid listing every problem (nothing is written unless all are valid)."""
     now = time.time() if now is None else now
     problems: list[dict] = []
     clean = []
-    for i, e in enumerate(raw_events):
-        where = f"events[{i}]." if batched else ""
+    for i, raw in enumerate(raw_events):
+        where = f"events[{i}]" if batched else ""
+        e, found = contract.schema("Event").check(raw, where)
+        problems += found
         if not isinstance(e, dict):
-            problems.append({"field": where.rstrip(".") or "body", "problem": "must be an object"})
             continue
-        for f in sorted(set(e) - FIELDS):
-            problems.append({"field": f"{where}{f}", "problem": "unknown field"})
-        out = {k: _string(e, k, where, problems, k in REQUIRED) for k in ("user_id", "item_id", "event_type")}
-        out["event_id"] = _string(e, "event_id", where, problems, False)
-        out["session_id"] = _string(e, "session_id", where, problems, False)
-        out["recommendation_id"] = _string(e, "recommendation_id", where, problems, False, 64)
-        if out["event_type"] is not None and out["event_type"] not in event_types:
-            problems.append(
-                {"field": f"{where}event_type", "problem": f"must be one of {', '.join(event_types)}"}
-            )
-        if out["event_id"] and out["event_id"].startswith("rec#"):
-            problems.append({"field": f"{where}event_id", "problem": "must not start with 'rec#' (reserved)"})
-        client_ts = e.get("timestamp")
-        out["timestamp"] = _timestamp(client_ts, f"{where}timestamp", problems, now)
-        out["value"] = _value(e.get("value"), f"{where}value", problems)
-        out["properties"] = _properties(e.get("properties"), f"{where}properties", problems)
+        out = _rules(e, f"{where}." if where else "", {p["field"] for p in found}, event_types, now, problems)
         if not out["event_id"] and out["timestamp"] is not None:
-            out["event_id"] = derive_id(out) if client_ts is not None else "u-" + uuid.uuid4().hex
+            out["event_id"] = derive_id(out) if e.get("timestamp") is not None else "u-" + uuid.uuid4().hex
         clean.append(out)
     if problems:
         raise Invalid(problems)

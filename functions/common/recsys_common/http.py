@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the serving Lambdas: the error shape, body parsing, route misses.
+"""HTTP plumbing shared by the HTTP functions: the one error shape, body parsing, route misses.
 
 Every error answers `{"error": {"code": "...", "message": "...", "details": [...]}}` with a 4xx
 that names the problem (docs/openapi.yaml, schema ApiError).
