@@ -35,7 +35,7 @@ def test_the_layers_copy_is_the_document():
 
 def _template_routes() -> dict[str, set[tuple[str, str]]]:
     """{function folder: {(METHOD, path)}} of the template's HttpApi events."""
-    from local import template
+    from local.sam import template
 
     t = template.load(ROOT / "template.yaml")
     out: dict[str, set] = {}
