@@ -21,13 +21,22 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
-from recsys_common import aggregates, assignments_store, config, ddb, events_model, http, personalize
+from recsys_common import (
+    aggregates,
+    assignments_store,
+    config,
+    contract,
+    ddb,
+    events_model,
+    http,
+    personalize,
+)
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 app = APIGatewayHttpResolver()
-http.install(app, [("POST", "/events")])
+http.install(app, contract.routes("events"))  # routes: docs/openapi.yaml (recsys_common.contract)
 
 EVENTS_PER_TRANSACTION = 25  # + totals + 2 slices, well under the 100-item limit
 ATTEMPTS = 12  # write conflicts on one user's totals are retried (they clear in milliseconds)
@@ -204,7 +213,7 @@ def forward_and_clear(stored: list[dict], tracking_id: str | None) -> tuple[int,
     return len(sent), len(failed) + len(rejected)
 
 
-@app.post("/events")
+@contract.route(app, "postEvents")
 @tracer.capture_method
 def post_events():
     body = http.json_body(app)
