@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import local.sam.template as tmpl
 from local.iam.evaluate import as_list
-from local.sam import template as tmpl
 
 IDENTITY_TYPES = {"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"}
 MANAGED_PREFIX = "arn:aws:iam::aws:policy/"
