@@ -312,6 +312,8 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """Everything in endpoints.env: endpoints, fake credentials, API_URL, outputs."""
         env = {**self.endpoints, **FAKE_CREDENTIALS, "API_URL": self.api_url}
+        if self.access is not None:  # an engine started by hand with this environment enforces the roles
+            env["LOCAL_IAM_ROLES_FILE"] = str(self.access.path)
         for name, value in self.outputs().items():
             env[name] = value if isinstance(value, str) else json.dumps(value)
         return env

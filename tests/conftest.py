@@ -17,3 +17,6 @@ def use_fake_credentials(mp: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_credentials(monkeypatch)
+
+
+pytest_plugins = ("tests.iam_coverage",)  # `--iam-coverage` (make test)

@@ -92,6 +92,9 @@ class Authorizer:
     def role_of(self, key: str | None) -> str | None:
         return self.keys.get(key or "")
 
+    def role_by_arn(self, arn: str) -> str | None:
+        return next((name for name, role in self.roles.items() if role["arn"] == arn), None)
+
     def credentials(self, role: str) -> dict[str, str]:
         """The environment a process acting as `role` runs with."""
         return {

@@ -100,9 +100,37 @@ def _aws_managed() -> dict:
     return json.loads(aws_managed_policies_data)
 
 
+def _expanded(resolver: tmpl.Template) -> dict:
+    """The SAM transform's output, once per template object (it takes about a second)."""
+    cached = resolver.__dict__.get("_sam_expanded")
+    if cached is None:
+        cached = resolver.__dict__["_sam_expanded"] = sam_expand(resolver.doc)
+    return cached
+
+
+def schedules(resolver: tmpl.Template) -> list[dict]:
+    """The template's EventBridge Scheduler schedules (SAM ScheduleV2 events): what each one starts,
+    with which input, as which role (its Target.RoleArn) - what `python -m local fire` does."""
+    out = []
+    for logical_id, spec in deployed(resolver, _expanded(resolver)):
+        if spec.get("Type") != "AWS::Scheduler::Schedule":
+            continue
+        target = spec["Properties"]["Target"]
+        role = target.get("RoleArn", {}).get("Fn::GetAtt", [None])[0]
+        out.append(
+            {
+                "name": logical_id,
+                "target": resolver.resolve(target["Arn"]),
+                "input": resolver.resolve(target.get("Input")),
+                "role": role,
+            }
+        )
+    return out
+
+
 def roles(resolver: tmpl.Template) -> dict[str, Role]:
     """Every role of the deployed template with its resolved statements, by logical id."""
-    expanded = sam_expand(resolver.doc)
+    expanded = _expanded(resolver)
     out: dict[str, Role] = {}
     for logical_id, spec in deployed(resolver, expanded):
         if spec.get("Type") != "AWS::IAM::Role":
@@ -166,6 +194,7 @@ def roles_document(resolver: tmpl.Template) -> dict:
         },
         "principals": principal_roles(resolver),
         "encrypted": encrypted_resources(resolver),
+        "schedules": schedules(resolver),
     }
 
 

@@ -12,6 +12,8 @@ Two checks are the engine's to make because only it knows the request's meaning:
 
 from __future__ import annotations
 
+from functools import cache
+
 from local.iam.actions import Check
 from local.iam.authorizer import Authorizer
 from local.personalize.errors import AccessDenied
@@ -45,3 +47,23 @@ def check(authorizer: Authorizer | None, engine, key: str | None, operation: str
         )
     if denied is not None:
         raise AccessDenied(denied.message)
+
+
+@cache
+def _stack_roles() -> Authorizer | None:
+    return Authorizer.from_env()
+
+
+def role_credentials(role_arn: str | None) -> dict:
+    """boto3 client arguments for acting as the role a job was given (roleArn), as Personalize assumes
+    it; {} (the engine's own credentials) when the engine does not know the role."""
+    authorizer = _stack_roles()
+    role = authorizer.role_by_arn(role_arn) if authorizer and role_arn else None
+    if role is None:
+        return {}
+    env = authorizer.credentials(role)
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "aws_session_token": env["AWS_SESSION_TOKEN"],
+    }

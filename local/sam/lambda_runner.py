@@ -362,7 +362,9 @@ class LambdaRunner:
                         {"x-amzn-ErrorType": "ResourceNotFoundException"},
                     )
                 denied = runner.authorize and runner.authorize(self.headers, runner.resolve_name(name).arn)
-                if denied:  # lambda:InvokeFunction not allowed for the caller's role
+                # 403 AccessDeniedException, as Lambda answers (Step Functions reports "Lambda.AWSLambdaException ...
+                # Status Code: 403; Error Code: AccessDeniedException": awslabs/aws-deployment-framework#460)
+                if denied:
                     return self._reply(
                         403,
                         {"Type": "User", "message": denied},
