@@ -52,6 +52,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     fire.add_argument("name", help="the schedule (e.g. ModelMonitorFunctionHourly) or its resource")
     fire.add_argument("--state-dir", default=DEFAULT_STATE)
     fire.add_argument("--wait", action="store_true", help="invoke a function synchronously, print its result")
+    fire.add_argument("--input", default=None, help="JSON to send instead of the schedule's Input")
     return parser.parse_args(argv)
 
 
@@ -256,7 +257,13 @@ def cmd_fire(args: argparse.Namespace) -> int:
         return 2
     document = json.loads((state_dir / "iam" / "roles.json").read_text())
     try:
-        result = fire(document, read_env_file(state_dir / "endpoints.env"), args.name, wait=args.wait)
+        result = fire(
+            document,
+            read_env_file(state_dir / "endpoints.env"),
+            args.name,
+            wait=args.wait,
+            payload=args.input,
+        )
     except UnknownSchedule as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 2

@@ -62,6 +62,7 @@ def template_statements() -> list[str]:
 
 
 def used_statements(usage: Path) -> set[str]:
+    """Ids that alone allowed some call; `~id`: allowed calls only together with another statement."""
     return {line for path in usage.glob("used-*.txt") for line in path.read_text().splitlines() if line}
 
 
@@ -69,9 +70,13 @@ def coverage_problems(statements: list[str], used: set[str], patterns: list[str]
     problems = []
     for sid in statements:
         excepted = [p for p in patterns if fnmatch.fnmatchcase(sid, p)]
-        if sid not in used and not excepted:
+        if sid not in used and f"~{sid}" in used and not excepted:
+            problems.append(
+                f"redundant: {sid} allowed calls only another statement also allowed (removing it fails nothing)"
+            )
+        elif sid not in used and not excepted:
             problems.append(f"never used by any call: {sid} (remove it, or test the code that needs it)")
-        if sid in used and excepted:
+        if (sid in used or f"~{sid}" in used) and excepted:
             problems.append(f"listed as unused in {DOC.name} but a call used it: {sid} ({excepted[0]})")
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(sid, pattern) for sid in statements):

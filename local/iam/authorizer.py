@@ -12,7 +12,8 @@ authorized to perform: <action> on resource: <arn> because no identity-based pol
 <action> action" (https://docs.aws.amazon.com/IAM/latest/UserGuide/troubleshoot_access-denied.html).
 
 Coverage: when LOCAL_IAM_USAGE_DIR is set, every statement id that allowed a call is appended
-(once per process) to a file there; the pytest plugin `tests/iam_coverage.py` reads them.
+(once per process) to a file there - bare when it alone allowed it (removing it would deny the call),
+`~`-prefixed when another statement allowed it too; the pytest plugin `tests/iam_coverage.py` reads them.
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ class Authorizer:
         except UnknownAction:
             wanted = [Check(f"{service}:{operation}", ("*",))]
         context = {**_request_context(wanted, params), **(context or {})}
+        if params.get("ObjectMissing") and params.get("Bucket"):
+            # "If the object you request doesn't exist ... If you have the s3:ListBucket permission on
+            # the bucket, Amazon S3 returns an HTTP status code 404 Not Found error. If you don't have
+            # the s3:ListBucket permission, Amazon S3 returns an HTTP status code 403 Access Denied
+            # error." (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, Permissions)
+            wanted = [*wanted, Check("s3:ListBucket", (f"arn:aws:s3:::{params['Bucket']}",))]
         return self.authorize_checks(role, wanted + self._key_checks(wanted), context)
 
     def _key_checks(self, wanted: list[Check]) -> list[Check]:
@@ -156,7 +163,7 @@ class Authorizer:
                 return Denied(
                     check.action, resource, self._message(role, check.action, resource, decision.denied_by)
                 )
-            self._record(decision.allowed_by)
+            self._record(decision.sole + [f"~{s}" for s in decision.allowed_by if s not in decision.sole])
         return None
 
     def _message(self, role: str, action: str, resource: str, denied_by: str) -> str:

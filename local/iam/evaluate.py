@@ -36,6 +36,7 @@ class Decision:
     allowed: bool
     allowed_by: list[str] = field(default_factory=list)  # statement ids that allowed (every resource)
     denied_by: str = ""  # the explicit Deny, if any
+    sole: list[str] = field(default_factory=list)  # statements that alone allowed some resource
 
 
 def as_list(value: Any) -> list:
@@ -160,6 +161,7 @@ def evaluate(
     """Is `action` allowed on every one of `resources` (all must be, as for a multi-resource call)?"""
     context = context or {}
     allowed_by: list[str] = []
+    sole: list[str] = []
     for resource in resources or ["*"]:
         allows = []
         for statement in statements:
@@ -171,4 +173,6 @@ def evaluate(
         if not allows:
             return Decision(False)
         allowed_by.extend(s for s in allows if s not in allowed_by)
-    return Decision(True, allowed_by)
+        if len(allows) == 1 and allows[0] not in sole:
+            sole.append(allows[0])
+    return Decision(True, allowed_by, sole=sole)

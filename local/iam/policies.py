@@ -7,8 +7,9 @@ resources attach more documents to roles. The local stack's resolver (local.sam.
 fills in !Sub/!GetAtt/!Ref with the local stack's names, so the ARNs are the ones the calls use.
 AWS managed policies (AWSLambdaBasicExecutionRole...) come from moto's copy of AWS's documents.
 
-Statement ids, used in denials and in IAM coverage: `<Role>/<PolicyName>/<Sid>` (or `#<index>`
-for a statement without Sid); managed policies: `<Role>/aws-managed:<PolicyName>/#<index>`.
+Statement ids, used in IAM coverage: `<Role>/<Sid>`, or for a statement without one
+`<Role>/<SAM policy template(arguments)>` or `<Role>/<policy name>` (+ `#<index>` in a document
+of several); AWS managed policies: `<Role>/aws-managed:<name>`.
 """
 
 from __future__ import annotations
@@ -80,17 +81,44 @@ def _statements(document: dict) -> list[dict]:
     return as_list(document.get("Statement"))
 
 
-def _add(role: Role, policy_name: str, document: dict, where: str = "", managed: bool = False) -> None:
-    for index, statement in enumerate(_statements(document)):
-        sid = statement.get("Sid") or f"#{index}"
-        role.statements.append(
-            {
-                "id": f"{role.logical_id}/{policy_name}/{sid}",
-                "statement": statement,
-                "origin": where,
-                "managed": managed,
-            }
-        )
+def _add(role: Role, label: str, document: dict, where: str = "", managed: bool = False) -> None:
+    """Statement ids: `<Role>/<Sid>` for a statement with a Sid, else `<Role>/<label>` (`#<index>`
+    appended when the document has several statements) - stable when other policies come and go."""
+    statements = _statements(document)
+    for index, statement in enumerate(statements):
+        if statement.get("Sid") and not managed:
+            sid = f"{role.logical_id}/{statement['Sid']}"
+        else:
+            sid = f"{role.logical_id}/{label}" + (f"#{index}" if len(statements) > 1 else "")
+        taken = {s["id"] for s in role.statements}
+        while sid in taken:  # the same Sid in two documents of one role: keep both, distinctly
+            sid += "'"
+        role.statements.append({"id": sid, "statement": statement, "origin": where, "managed": managed})
+
+
+def policy_label(resolver: tmpl.Template, role: str, policy_name: str) -> str:
+    """A SAM policy template by name and arguments (`DynamoDBCrudPolicy(ExperimentsTable)`), else the
+    policy's name: what a reader finds in template.yaml."""
+    owner = role.removesuffix("Role")
+    prefix = f"{owner}RolePolicy"
+    policies = ((resolver.doc["Resources"].get(owner) or {}).get("Properties") or {}).get("Policies") or []
+    suffix = policy_name[len(prefix) :]
+    if policy_name.startswith(prefix) and suffix.isdigit() and int(suffix) < len(policies):
+        entry = policies[int(suffix)]
+        if isinstance(entry, dict) and "Statement" not in entry:
+            name, args = next(iter(entry.items()))
+            return f"{name}({','.join(_arg_text(v) for v in (args or {}).values())})"
+        if isinstance(entry, str):
+            return entry
+    return policy_name
+
+
+def _arg_text(value) -> str:
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return ".".join(value["Fn::GetAtt"])
+    return str(value)
 
 
 @cache
@@ -139,7 +167,8 @@ def roles(resolver: tmpl.Template) -> dict[str, Role]:
         role = out[logical_id] = Role(logical_id, _role_arn(resolver, logical_id))
         for policy in props.get("Policies") or []:
             name = resolver.resolve(policy["PolicyName"])
-            _add(role, name, resolver.resolve(policy["PolicyDocument"]), origin(resolver, logical_id, name))
+            label = policy_label(resolver, logical_id, name)
+            _add(role, label, resolver.resolve(policy["PolicyDocument"]), origin(resolver, logical_id, name))
         for arn in resolver.resolve(props.get("ManagedPolicyArns") or []):
             name = arn.rsplit("/", 1)[-1]
             if not arn.startswith(MANAGED_PREFIX) or name not in _aws_managed():

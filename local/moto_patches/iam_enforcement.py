@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
-from local.moto_patches import require
+import xmltodict
+
+from local.moto_patches import MotoPatchError, require
 
 # (key, service prefix, operation, params) -> None (allowed) or the denial message.
 Authorize = Callable[[str | None, str, str, dict], "str | None"]
@@ -69,6 +72,15 @@ def _s3_params(resource: str) -> dict:
     return {"Bucket": bucket, **({"Key": key} if key else {})}
 
 
+def _missing(response: Any, params: dict) -> bool:
+    """Is the object a GetObject/HeadObject asks for absent? (moto's S3 backend of this request)"""
+    try:
+        bucket = response.backend.buckets.get(params["Bucket"])
+        return bucket is not None and "Key" in params and bucket.keys.get(params["Key"]) is None
+    except Exception:  # cannot tell: no extra check
+        return False
+
+
 def _service(response: Any) -> str:
     from botocore.session import get_session
 
@@ -81,24 +93,35 @@ def _service(response: Any) -> str:
 
 
 def _deny(response: Any, service: str, message: str) -> Exception:
-    from moto.core.exceptions import JsonRESTError, RESTError
+    from moto.core import exceptions
 
     if service == "s3":
         from moto.s3.exceptions import S3AccessDeniedError
 
         return S3AccessDeniedError()
-    if service == "sns":
-        error = RESTError("AuthorizationError", message)
-        error.code = 403
-        return error
-    protocol = _protocol(response)
-    if protocol.startswith("json") or protocol == "rest-json":
-        prefix = _json_error_prefix(response)
-        error = JsonRESTError(f"{prefix}AccessDeniedException", message)
-        error.code = 400
-        return error
-    error = RESTError("AccessDenied", message)
-    error.code = 403
+    if _protocol(response) in ("json", "rest-json"):
+        return _error(
+            exceptions.JsonRESTError, f"{_json_error_prefix(response)}AccessDeniedException", message, 400
+        )
+    code = "AuthorizationError" if service == "sns" else "AccessDenied"
+    error = _error(exceptions._RESTError, code, message, 403)
+    # The query protocols' error document, with its RequestId as AWS sends it (moto's has none):
+    # <ErrorResponse><Error><Type>Sender</Type><Code>..</Code><Message>..</Message></Error><RequestId>..
+    # (https://docs.aws.amazon.com/sns/latest/api/CommonErrors.html; botocore's query error parser).
+    error.description = xmltodict.unparse(
+        {
+            "ErrorResponse": {
+                "Error": {"Type": "Sender", "Code": code, "Message": message},
+                "RequestId": str(uuid.uuid4()),
+            }
+        }
+    )
+    return error
+
+
+def _error(cls: type, code: str, message: str, status: int) -> Exception:
+    error = cls(code, message)
+    error.code = status
     return error
 
 
@@ -118,10 +141,16 @@ def _json_error_prefix(response: Any) -> str:
 
 def install() -> None:
     """Patch moto's authorisation hook (idempotent)."""
+    from moto.core import exceptions
     from moto.core.authorization import ActionAuthenticatorMixin
 
     cls = ActionAuthenticatorMixin
     require(cls, "_authenticate_and_authorize_action")
+    for name in ("_RESTError", "JsonRESTError"):  # the error classes denials are made of
+        if not hasattr(exceptions, name):
+            raise MotoPatchError(
+                f"moto.core.exceptions has no {name}; review local/moto_patches/iam_enforcement.py"
+            )
     if getattr(cls, "_local_iam", False):
         return
     original = cls._authenticate_and_authorize_action
@@ -132,6 +161,8 @@ def install() -> None:
             service = _service(self)
             if service == "s3":  # moto's S3 names the IAM action itself (its ACTION_MAP)
                 operation, params = self.data.get("Action", ""), _s3_params(resource)
+                if operation == "GetObject" and _missing(self, params):
+                    params["ObjectMissing"] = True  # S3 then also asks for s3:ListBucket (authorizer)
             else:
                 operation, params = self._get_action(), _params(self)
             message = authorize(caller_key(self.headers), service, operation, params)

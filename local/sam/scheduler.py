@@ -32,7 +32,9 @@ def find(document: dict, name: str) -> dict:
     return found[0]
 
 
-def fire(document: dict, endpoints: dict[str, str], name: str, wait: bool = False) -> dict[str, Any]:
+def fire(
+    document: dict, endpoints: dict[str, str], name: str, wait: bool = False, payload: str | None = None
+) -> dict[str, Any]:
     """Start what the schedule starts; returns {"schedule", "target", and "execution" or "status"}."""
     schedule = find(document, name)
     env = Authorizer(document).credentials(schedule["role"])
@@ -48,7 +50,7 @@ def fire(document: dict, endpoints: dict[str, str], name: str, wait: bool = Fals
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=env["AWS_SESSION_TOKEN"],
     )
-    payload = schedule["input"] or "{}"
+    payload = payload or schedule["input"] or "{}"
     out = {"schedule": schedule["name"], "target": schedule["target"]}
     if service == "stepfunctions":
         out["execution"] = client.start_execution(

@@ -155,3 +155,27 @@ def test_the_authorizer_knows_roles_by_key_and_lets_the_admin_through():
     assert (
         denied and "assumed-role/FnRole/" in denied.message and "personalize:CreateSolution" in denied.message
     )
+
+
+def test_a_statement_that_alone_allows_a_call_is_told_apart_from_a_redundant_one():
+    both = [
+        Statement("wide", {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}),
+        Statement("narrow", {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}),
+    ]
+    assert evaluate(both, "s3:GetObject", ["arn:aws:s3:::b/k"]).sole == []
+    assert evaluate(both, "s3:PutObject", ["arn:aws:s3:::b/k"]).sole == ["wide"]
+
+
+def test_iam_coverage_reads_the_documented_exceptions_and_each_names_a_template_statement():
+    from tests.iam_coverage import coverage_problems, exceptions, template_statements
+
+    statements, patterns = template_statements(), exceptions()
+    assert "TrainingStateMachineRole/DeliverExecutionLogs" in patterns
+    assert "EventsFunctionRole/ForwardEvents" in statements
+    stale = [p for p in coverage_problems(statements, set(statements), patterns) if "names no statement" in p]
+    assert stale == []
+    problems = coverage_problems(["R/a", "R/b", "R/c", "R/d"], {"R/a", "~R/b", "R/d"}, ["R/c", "R/d"])
+    assert problems == [
+        "redundant: R/b allowed calls only another statement also allowed (removing it fails nothing)",
+        "listed as unused in aws-conformance.md but a call used it: R/d (R/d)",
+    ]
