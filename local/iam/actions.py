@@ -82,11 +82,8 @@ def _resource_formats(prefix: str, action: str) -> tuple[tuple[str, str, bool], 
     for key, entry in _privilege(prefix, action)["resource_types"].items():
         if not key:  # the condition-keys-only row
             continue
-        resource = data["resources"].get(entry["resource_type"]) or data["resources_lower_name"].get(
-            entry["resource_type"].lower()
-        )
-        if isinstance(resource, str):
-            resource = data["resources"][resource]
+        name = data["resources_lower_name"].get(entry["resource_type"].lower())
+        resource = data["resources"].get(name) if name else None
         if resource:
             out.append((entry["resource_type"], resource["arn"], bool(entry["required"])))
     return tuple(out)
