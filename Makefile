@@ -66,8 +66,9 @@ validate: $(STAMP) $(SAM) ## cfn-lint, sam validate --lint, then make build
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region $(REGION)
 	$(MAKE) build
 
-test: lint ## lint, then every test (unit, integration, e2e)
-	$(PY) -m pytest -q
+# --iam-coverage: every statement of template.yaml's IAM policies must allow some call (tests/iam_coverage.py)
+test: lint ## lint, then every test (unit, integration, e2e) with IAM coverage
+	$(PY) -m pytest -q --iam-coverage
 
 unit: $(STAMP) ## the unit tests (no servers)
 	$(PY) -m pytest -q tests/unit

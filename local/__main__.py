@@ -48,6 +48,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     for name in ("status", "clean"):
         p = sub.add_parser(name)
         p.add_argument("--state-dir", default=DEFAULT_STATE)
+    fire = sub.add_parser("fire", help="do now what a schedule of the template does (as its role)")
+    fire.add_argument("name", help="the schedule (e.g. ModelMonitorFunctionHourly) or its resource")
+    fire.add_argument("--state-dir", default=DEFAULT_STATE)
+    fire.add_argument("--wait", action="store_true", help="invoke a function synchronously, print its result")
+    fire.add_argument("--input", default=None, help="JSON to send instead of the schedule's Input")
     return parser.parse_args(argv)
 
 
@@ -238,10 +243,40 @@ def cmd_up(args: argparse.Namespace) -> int:
         stack.stop()
 
 
+def cmd_fire(args: argparse.Namespace) -> int:
+    import json
+
+    from local.sam.scheduler import UnknownSchedule, fire
+    from local.stack import read_env_file
+
+    state_dir = Path(args.state_dir)
+    if _running_pid(state_dir) is None or not (state_dir / "endpoints.env").is_file():
+        print(
+            f"no local stack is running on {state_dir} (start it with `python -m local up`)", file=sys.stderr
+        )
+        return 2
+    document = json.loads((state_dir / "iam" / "roles.json").read_text())
+    try:
+        result = fire(
+            document,
+            read_env_file(state_dir / "endpoints.env"),
+            args.name,
+            wait=args.wait,
+            payload=args.input,
+        )
+    except UnknownSchedule as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 1 if result.get("error") else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     if args.command == "up":
         return cmd_up(args)
+    if args.command == "fire":
+        return cmd_fire(args)
     if args.command == "status":
         return cmd_status(Path(args.state_dir))
     return cmd_clean(Path(args.state_dir))

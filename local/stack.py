@@ -32,6 +32,7 @@ from botocore.config import Config
 from local import moto_patches
 from local.sam import provision as prov
 from local.sam import template as tmpl
+from local.sam.access import StackAccess
 from local.sam.engine_process import EngineProcess, EngineStartError
 from local.sam.lambda_runner import LambdaRunner, function_specs
 
@@ -125,6 +126,7 @@ class LocalStack:
         self._moto = None
         self._personalize = None
         self.runner: LambdaRunner | None = None
+        self.access: StackAccess | None = None  # IAM: each function and the state machine as its role
         self.api = None
         self.snapshot_every = 60.0  # seconds; a crash (kill -9) loses at most this much
         self._snapshot_lock = threading.Lock()
@@ -141,7 +143,9 @@ class LocalStack:
             (self.state_dir / "endpoints.env").unlink()
         self.template = load_template(self.template_path, self.overrides)
         try:
+            self.access = StackAccess(self.template, self.state_dir)
             self._start_moto()
+            self.access.install()
             self._start_personalize()
             self._provision()
             self._start_functions()
@@ -172,6 +176,8 @@ class LocalStack:
                 with contextlib.suppress(Exception):
                     part.stop()
         self.api = self.runner = self._personalize = None
+        if self.access is not None:
+            self.access.uninstall()
         if self._moto is not None:
             with contextlib.suppress(Exception):
                 self._moto.stop()
@@ -258,7 +264,11 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon offline
             "AWS_SAM_LOCAL": "true",
         }
-        self.runner = LambdaRunner(function_specs(t, base_env), self.state_dir / "logs")
+        specs = function_specs(t, base_env)
+        for spec in specs.values():  # each function calls AWS as its role
+            spec.environment.update(self.access.credentials(spec.logical_id))
+        self.runner = LambdaRunner(specs, self.state_dir / "logs")
+        self.runner.authorize = self.access.authorize_invoke
         lambda_url = self.runner.serve(self.host, lambda_port)
         self.endpoints["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url  # moto's SFN engine invokes through it
@@ -302,6 +312,8 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """Everything in endpoints.env: endpoints, fake credentials, API_URL, outputs."""
         env = {**self.endpoints, **FAKE_CREDENTIALS, "API_URL": self.api_url}
+        if self.access is not None:  # an engine started by hand with this environment enforces the roles
+            env["LOCAL_IAM_ROLES_FILE"] = str(self.access.path)
         for name, value in self.outputs().items():
             env[name] = value if isinstance(value, str) else json.dumps(value)
         return env

@@ -14,3 +14,6 @@ from tests.support import use_fake_credentials  # noqa: E402
 @pytest.fixture
 def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     use_fake_credentials(monkeypatch)
+
+
+pytest_plugins = ("tests.iam_coverage",)  # `--iam-coverage` (make test)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from local.personalize import importer
+from local.personalize import access, importer
 from local.personalize.errors import AlreadyExists, InUse, InvalidInput, LimitExceeded
 from local.personalize.filters import FilterError, compile_filter
 from local.personalize.ops import LIMITS, PENDING_SECONDS, operation
@@ -197,7 +197,11 @@ def run_import(engine, arn: str) -> None:
         dataset = store.get("dataset", job["datasetArn"])
         fields = importer.parse_schema(store.get("schema", dataset["schemaArn"])["schema"])
         frame = importer.load(
-            job["dataSource"]["dataLocation"], fields, dataset["datasetType"], job["importMode"]
+            job["dataSource"]["dataLocation"],
+            fields,
+            dataset["datasetType"],
+            job["importMode"],
+            access.role_credentials(job.get("roleArn")),  # Personalize reads as the role it is given
         )
         engine.data.import_bulk(dataset["_group"], dataset["datasetType"], frame, job["importMode"], arn)
     except importer.ImportFailed as exc:

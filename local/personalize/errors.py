@@ -39,3 +39,9 @@ class NotFound(ApiError):
 
 class UnknownOperation(ApiError):
     code = "UnknownOperationException"
+
+
+class AccessDenied(ApiError):
+    """The caller's role does not allow the action (local.iam); HTTP 400 in the json 1.1 protocol."""
+
+    code = "AccessDeniedException"

@@ -79,12 +79,13 @@ def check_dataset_schema(fields: list[dict], dataset_type: str) -> None:
         raise SchemaError(f"A {dataset_type} dataset's schema needs the field(s) {sorted(missing)}.")
 
 
-def read_s3_csv(data_location: str) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the object at s3://bucket/key, or of every .csv under a prefix ending in /."""
+def read_s3_csv(data_location: str, credentials: dict | None = None) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the object at s3://bucket/key, or of every .csv under a prefix ending in /,
+    read with `credentials` (the job's role, when the engine knows it)."""
     if not data_location.startswith("s3://") or "/" not in data_location[5:]:
         raise ImportFailed(f"dataLocation {data_location!r} must look like s3://bucket/path/file.csv.")
     bucket, key = data_location[5:].split("/", 1)
-    s3 = boto3.client("s3")
+    s3 = boto3.client("s3", **(credentials or {}))
     try:
         if key and not key.endswith("/"):
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -106,8 +107,10 @@ def read_s3_csv(data_location: str) -> list[tuple[str, bytes]]:
         raise ImportFailed(f"Could not read {data_location}: {exc}") from None
 
 
-def load(data_location: str, fields: list[dict], dataset_type: str, mode: str) -> pd.DataFrame:
-    files = read_s3_csv(data_location)
+def load(
+    data_location: str, fields: list[dict], dataset_type: str, mode: str, credentials: dict | None = None
+) -> pd.DataFrame:
+    files = read_s3_csv(data_location, credentials)
     size, limit = sum(len(body) for _, body in files), MAX_INCREMENTAL_BYTES.get(dataset_type)
     if mode == "INCREMENTAL" and limit is not None and size > limit:
         raise ImportFailed(

@@ -18,6 +18,8 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from local.iam.authorizer import Authorizer, caller_key
+from local.personalize import access
 from local.personalize.engine import Engine
 from local.personalize.errors import ApiError, InvalidInput, UnknownOperation
 from local.personalize.protocol import error_status, rest_routes
@@ -58,7 +60,9 @@ class Handler(BaseHTTPRequestHandler):
         try:
             body = self._body()
             service, operation = _route(self.path, self.headers.get("X-Amz-Target"))
-            result = self.server.engine.call(service, operation, body)
+            engine = self.server.engine
+            access.check(self.server.authorizer, engine, caller_key(self.headers), operation, body)
+            result = engine.call(service, operation, body)
             self._send(200, service, result)
         except ApiError as exc:
             self._error(service, exc.code, exc.message)
@@ -169,6 +173,7 @@ class PersonalizeServer:
             httpd.server_close()
             raise
         self._httpd, httpd.engine = httpd, self.engine
+        httpd.authorizer = Authorizer.from_env()  # the stack's roles (LOCAL_IAM_ROLES_FILE), if any
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="personalize-http", daemon=True

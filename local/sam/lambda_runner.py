@@ -21,6 +21,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -272,6 +273,8 @@ class LambdaRunner:
         self._cond = threading.Condition()
         self._all: list[_Worker] = []
         self._server: ThreadingHTTPServer | None = None
+        # (headers, function ARN) -> None or why the caller may not invoke it (local.iam, set by the stack)
+        self.authorize: Callable[[Any, str], str | None] | None = None
 
     # -- invocation ----------------------------------------------------------------------------
     def resolve_name(self, name: str) -> FunctionSpec | None:
@@ -357,6 +360,15 @@ class LambdaRunner:
                         404,
                         {"Type": "User", "message": f"Function not found: {name}"},
                         {"x-amzn-ErrorType": "ResourceNotFoundException"},
+                    )
+                denied = runner.authorize and runner.authorize(self.headers, runner.resolve_name(name).arn)
+                # 403 AccessDeniedException, as Lambda answers (Step Functions reports "Lambda.AWSLambdaException ...
+                # Status Code: 403; Error Code: AccessDeniedException": awslabs/aws-deployment-framework#460)
+                if denied:
+                    return self._reply(
+                        403,
+                        {"Type": "User", "message": denied},
+                        {"x-amzn-ErrorType": "AccessDeniedException"},
                     )
                 try:
                     event = json.loads(body or b"{}")

@@ -10,6 +10,7 @@ Resources without an explicit name get a deterministic one, so a restart finds i
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,7 +291,8 @@ def _default_name(t: Template, r: Resource) -> str:
     if r.type == "AWS::S3::Bucket":
         name = re.sub(r"[^a-z0-9.-]", "-", name.lower())[:63]
     if r.type == "AWS::KMS::Key":
-        name = "00000000-0000-4000-8000-" + format(abs(hash(r.logical_id)) % 16**12, "012x")
+        digest = hashlib.sha256(r.logical_id.encode()).hexdigest()  # hash() differs per process
+        name = "00000000-0000-4000-8000-" + digest[:12]
     return name
 
 

@@ -255,6 +255,7 @@ Parameters:
   PollSeconds: {Type: Number, Default: 60}
 Globals:
   Function:
+    Runtime: python3.13  # SAM's transform (the roles the stack enforces) requires it
     Timeout: 20
     Environment: {Variables: {TABLE: !Ref Table}}
 Resources:
@@ -269,6 +270,7 @@ Resources:
     Properties:
       CodeUri: fn/
       Handler: app.handler
+      Policies: [DynamoDBCrudPolicy: {TableName: !Ref Table}]  # the stack enforces the role (local/iam)
       Events:
         Get: {Type: HttpApi, Properties: {Path: "/things/{thingId}", Method: GET}}
   Machine:
@@ -276,6 +278,7 @@ Resources:
     Properties:
       DefinitionUri: machine.asl.json
       DefinitionSubstitutions: {FnArn: !GetAtt Fn.Arn, Table: !Ref Table, Poll: !Ref PollSeconds}
+      Policies: [LambdaInvokePolicy: {FunctionName: !Ref Fn}, DynamoDBCrudPolicy: {TableName: !Ref Table}]
 Outputs:
   TableName: {Value: !Ref Table}
   MachineArn: {Value: !Ref Machine}

@@ -16,14 +16,24 @@ def _template() -> dict:
 
 
 # local/'s parts and what each may import: the engine stands alone (it is Personalize, reached over
-# the wire), the tools are clients of a running stack's public interfaces (HTTP, boto3), and
-# the SAM emulation knows neither the tools nor the engine's internals.
+# the wire) but for IAM's decision (local.iam's plain-data modules, not the template reader), the
+# tools are clients of a running stack's public interfaces (HTTP, boto3), the SAM emulation knows
+# neither the tools nor the engine's internals, and IAM reads the template only through the resolver.
+IAM_DECISION = {"local.iam.authorizer", "local.iam.actions", "local.iam.evaluate"}
 LOCAL_LAYERS = {
-    "personalize": {"local.personalize"},
+    "personalize": {"local.personalize", *IAM_DECISION},
     "tools": {"local.tools"},
-    "sam": {"local.sam", "local.moto_patches"},
+    "sam": {"local.sam", "local.moto_patches", "local.iam"},
     "moto_patches": {"local.moto_patches"},
+    "iam": {"local.iam", "local.sam.template"},
 }
+
+
+def test_iam_decision_modules_do_not_read_the_template():
+    """The engine's process imports them: they must not pull in the SAM emulation."""
+    for name in IAM_DECISION:
+        path = ROOT / (name.replace(".", "/") + ".py")
+        assert _local_imports(path) <= IAM_DECISION, f"{name} imports {_local_imports(path) - IAM_DECISION}"
 
 
 def _local_imports(path: Path) -> set[str]:
