@@ -21,7 +21,16 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
-from recsys_common import aggregates, assignments_store, config, ddb, events_model, http, personalize
+from recsys_common import (
+    aggregates,
+    assignments_store,
+    config,
+    ddb,
+    events_model,
+    http,
+    identity,
+    personalize,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -214,6 +223,11 @@ def post_events():
         events = events_model.validate(raw, config.event_types(), batched)
     except events_model.Invalid as exc:
         raise http.bad_request(f"invalid event(s): {exc}", exc.problems) from None
+    # Nobody posts events as someone else (403 with a JWT authorizer); every event records its sender.
+    who = identity.caller(app.current_event.raw_event)
+    identity.require_users(who, [e["user_id"] for e in events], "user_id")
+    for e in events:
+        e["sent_by"] = who.sent_by
     bot = assignments_store.is_bot(app.current_event.headers.get("user-agent"))
     now = time.time()
     received_at = assignments_store.now_iso()
