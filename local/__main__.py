@@ -235,7 +235,7 @@ def _run_simulator(stack, data: Path) -> None:
         return
     print("\nSimulating traffic through the API...", flush=True)
     experiment = stack.template.parameters.get("ExperimentId", "recs-ab")
-    args = ["--api-url", stack.api_url, "--experiment", str(experiment)]
+    args = ["--api-url", stack.api_url, "--experiment", str(experiment), "--state-dir", str(stack.state_dir)]
     if (data / "interactions.csv").is_file():  # the data set's own users, with the tastes it shows
         args += ["--known-users", str(data)]
     simulate.main(args)

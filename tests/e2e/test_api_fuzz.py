@@ -237,9 +237,10 @@ def api(local_stack):
     def call(method: str, path: str, *, body=None, raw: bytes | None = None, query=None):
         url = local_stack.api_url + path + (f"?{urlencode(query)}" if query else "")
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        resp = session.request(
-            method, url, data=data, headers={"content-type": "application/json"}, timeout=30
-        )
+        headers = {"content-type": "application/json"}
+        if path.startswith("/experiments"):  # IAM routes: signed with the stack's credentials
+            headers = local_stack.signed_headers(method, url, data, headers)
+        resp = session.request(method, url, data=data, headers=headers, timeout=30)
         assert resp.status_code < 500, (method, path, data and data[:300], resp.status_code, resp.text)
         assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
         return resp.status_code, resp.json()
