@@ -298,6 +298,7 @@ def test_the_http_api_refuses_before_the_integration_and_passes_the_identity():
     api = HttpApi(runner, authorizer=authorizer)
     status, headers, _, body = api.handle("GET", "/experiments/x", {"host": "h"}, b"")
     assert (status, json.loads(body), runner.calls) == (403, {"message": "Forbidden"}, [])
+    assert headers["content-type"] == "application/json"
     good = signed(url="http://h/experiments/x")
     good["host"] = "h"
     assert api.handle("GET", "/experiments/x", good, b"")[0] == 200
