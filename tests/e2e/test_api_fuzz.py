@@ -4,6 +4,9 @@ Requests are generated from the documented request schemas (valid ones, and inva
 types, missing and unknown fields, oversize values and bodies, junk bodies, unknown routes, wrong
 methods). Every answer must be documented: never a 5xx, always JSON that validates against the
 schema of that route and status; a 4xx names the problem; a rejected request writes nothing.
+Requests run authenticated as each route requires on the session's stack (ApiAuthorization=NONE):
+the experiments routes, always IAM, are signed with the stack's credentials (SigV4); the refusals
+themselves are tested in test_api_auth.py.
 
 The generator covers the JSON Schema subset the document uses (object, array, string, integer,
 number, boolean, enum, oneOf, $ref). Constraints that a schema cannot state are taken from the
