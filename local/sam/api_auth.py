@@ -47,8 +47,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 SIGV4_SERVICE = "execute-api"
-# SigV4: a request whose X-Amz-Date is more than 5 minutes from the service's clock is refused
-# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html).
+# SigV4: "a request must reach AWS within five minutes of the time stamp in the request.
+# Otherwise, AWS denies the request." (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_aws-signing.html)
 SIGV4_CLOCK_SKEW = 300
 RSA_ALGORITHMS = ("RS256", "RS384", "RS512")  # "only RSA-based algorithms are supported"
 _AUTH_HEADER = re.compile(
