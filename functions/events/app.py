@@ -21,16 +21,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
-from recsys_common import (
-    aggregates,
-    assignments_store,
-    config,
-    ddb,
-    events_model,
-    http,
-    identity,
-    personalize,
-)
+from recsys_common import aggregates, assignments_store, config, ddb, events_model, http, personalize
+from recsys_common.identity import caller, require_users
 
 logger = Logger()
 tracer = Tracer()
@@ -224,8 +216,8 @@ def post_events():
     except events_model.Invalid as exc:
         raise http.bad_request(f"invalid event(s): {exc}", exc.problems) from None
     # Nobody posts events as someone else (403 with a JWT authorizer); every event records its sender.
-    who = identity.caller(app.current_event.raw_event)
-    identity.require_users(who, [e["user_id"] for e in events], "user_id")
+    who = caller(app.current_event.raw_event)
+    require_users(who, [e["user_id"] for e in events], "user_id")
     for e in events:
         e["sent_by"] = who.sent_by
     bot = assignments_store.is_bot(app.current_event.headers.get("user-agent"))
