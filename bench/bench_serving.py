@@ -143,7 +143,8 @@ def handler_overhead() -> None:
 
 def _measure_overhead(stack, session) -> None:
     runtime = stack.client("personalize-runtime")
-    config = session.get(f"{stack.api_url}/experiments/recs-ab", timeout=30).json()
+    url = f"{stack.api_url}/experiments/recs-ab"  # an IAM route: signed with the stack's credentials
+    config = session.get(url, headers=stack.signed_headers("GET", url), timeout=30).json()
     campaigns = {v: c.get("campaign_arn") for v, c in config["variants"].items()}
     with (ROOT / "datasets" / "sample" / "users.csv").open() as f:
         users = [row["user_id"] for row in csv.DictReader(f)][:USERS]

@@ -1,10 +1,12 @@
-"""`python -m local up|status|clean`: run the whole system offline, from template.yaml.
+"""`python -m local up|status|clean|token|call`: run the whole system offline, from template.yaml.
 
 up      start moto, the Personalize engine, the Lambda runner and the HTTP API; unless
         --no-train, upload the sample data, train, and print how to call the API. Ctrl-C stops
         everything (state is snapshotted to --state-dir and restored on the next `up`).
 status  say whether a stack runs on --state-dir and print its endpoints.
 clean   remove --state-dir (data, models, logs).
+token   print a JWT for --user from the stack's local issuer (ApiAuthorization=JWT).
+call    send METHOD PATH to the stack's API signed with its credentials (SigV4), for IAM routes.
 """
 
 from __future__ import annotations
@@ -53,7 +55,67 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     fire.add_argument("--state-dir", default=DEFAULT_STATE)
     fire.add_argument("--wait", action="store_true", help="invoke a function synchronously, print its result")
     fire.add_argument("--input", default=None, help="JSON to send instead of the schedule's Input")
+    token = sub.add_parser("token", help="print a JWT the stack accepts (ApiAuthorization=JWT)")
+    token.add_argument("--user", required=True, help="the user the token acts for")
+    token.add_argument("--scope", action="append", default=[], help="a scope to grant (repeatable)")
+    token.add_argument("--expires-in", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument("--state-dir", default=DEFAULT_STATE)
+    call = sub.add_parser("call", help="a request signed with the stack's credentials (SigV4)")
+    call.add_argument("method", help="GET, POST, ...")
+    call.add_argument("path", help="e.g. /experiments/recs-ab/results")
+    call.add_argument("--data", default=None, help="JSON body")
+    call.add_argument("--state-dir", default=DEFAULT_STATE)
     return parser.parse_args(argv)
+
+
+def _stack_env(state_dir: Path) -> dict[str, str]:
+    from local.stack import read_env_file
+
+    path = state_dir / "endpoints.env"
+    if not path.is_file():
+        raise SystemExit(f"no local stack on {state_dir} (start one: make run)")
+    return read_env_file(path)
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from local.sam.jwt_issuer import load_or_create_key, mint
+
+    state_dir = Path(args.state_dir)
+    env = _stack_env(state_dir)
+    if "LOCAL_JWT_ISSUER" not in env:
+        print(
+            f"the stack on {state_dir} runs ApiAuthorization={env.get('ApiAuthorization', 'NONE')} with no local "
+            "issuer: start it with --parameter-overrides ApiAuthorization=JWT",
+            file=sys.stderr,
+        )
+        return 2
+    key = load_or_create_key(state_dir)
+    print(
+        mint(
+            key,
+            env["LOCAL_JWT_ISSUER"],
+            env["LOCAL_JWT_AUDIENCE"],
+            args.user,
+            args.scope,
+            lifetime=args.expires_in,
+            user_claim=env.get("LOCAL_JWT_USER_CLAIM", "sub"),
+        )
+    )
+    return 0
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    from botocore.credentials import Credentials
+
+    from local.tools import signed_http
+
+    env = _stack_env(Path(args.state_dir))
+    creds = Credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN"))
+    url = env["API_URL"] + (args.path if args.path.startswith("/") else "/" + args.path)
+    body = args.data.encode() if args.data is not None else None
+    status, data = signed_http.call(args.method, url, body, creds=creds, region=env["AWS_DEFAULT_REGION"])
+    print(data.decode(errors="replace"))
+    return 0 if status < 400 else 1
 
 
 def _running_pid(state_dir: Path) -> int | None:
@@ -119,21 +181,38 @@ def _print_ready(stack, trained: bool) -> None:
     experiment = stack.template.parameters.get("ExperimentId", "recs-ab")
     print(f"\nAPI: {url}   (set -a; . {stack.state_dir / 'endpoints.env'}; set +a  to use boto3 / aws CLI)")
     user, item = _example_ids(stack)
-    print("Try:")
+    mode = str(stack.template.parameters.get("ApiAuthorization") or "NONE")
+    where = "" if stack.state_dir == Path(DEFAULT_STATE).resolve() else f" --state-dir {stack.state_dir}"
+    rec = f"""'{{"user_id": "{user}", "num_results": 5}}'"""
+    event = f"""'{{"user_id": "{user}", "item_id": "{item}", "event_type": "click"}}'"""
+    json_type = "-H 'content-type: application/json'"
+    print(
+        f"Try (serving routes: ApiAuthorization={mode}; experiments routes: IAM, signed by `python -m local call`):"
+    )
     print(f"  curl -s {url}/health")
+    if mode == "JWT":
+        bearer = '-H "authorization: Bearer $TOKEN"'
+        print(
+            f"  TOKEN=$(python -m local token --user {user}{where})   # a JWT from the stack's local issuer"
+        )
+        print(f"  curl -s -X POST {url}/recommendations {bearer} {json_type} -d {rec}")
+        print(f"  curl -s {url}/items/{item}/similar {bearer}")
+        print(f"  curl -s -X POST {url}/events {bearer} {json_type} -d {event}")
+    elif mode == "IAM":
+        print(f"  python -m local call POST /recommendations --data {rec}{where}")
+        print(f"  python -m local call GET /items/{item}/similar{where}")
+        print(f"  python -m local call POST /events --data {event}{where}")
+    else:
+        print(f"  curl -s -X POST {url}/recommendations {json_type} -d {rec}")
+        print(f"  curl -s {url}/items/{item}/similar")
+        print(f"  curl -s -X POST {url}/events {json_type} -d {event}")
     print(
-        f"  curl -s -X POST {url}/recommendations -H 'content-type: application/json' "
-        f"""-d '{{"user_id": "{user}", "num_results": 5}}'"""
+        f"  python -m local call GET /experiments/{experiment}{where}            # variants, weights, live campaigns"
     )
-    print(f"  curl -s {url}/items/{item}/similar")
-    print(
-        f"  curl -s -X POST {url}/events -H 'content-type: application/json' "
-        f"""-d '{{"user_id": "{user}", "item_id": "{item}", "event_type": "click"}}'"""
-    )
-    print(f"  curl -s {url}/experiments/{experiment}            # variants, weights, live campaigns")
-    print(f"  curl -s {url}/experiments/{experiment}/results    # the A/B test's results")
+    print(f"  python -m local call GET /experiments/{experiment}/results{where}    # the A/B test's results")
     print(
         f"Report with charts: python -m local.tools.report --api-url {url} --experiment {experiment} --out reports/"
+        + (f" --state-dir {stack.state_dir}" if where else "")
     )
     if not trained:
         print("(no training ran: upload raw/ data to the bucket and start the state machine to train)")
@@ -161,7 +240,7 @@ def _run_simulator(stack, data: Path) -> None:
         return
     print("\nSimulating traffic through the API...", flush=True)
     experiment = stack.template.parameters.get("ExperimentId", "recs-ab")
-    args = ["--api-url", stack.api_url, "--experiment", str(experiment)]
+    args = ["--api-url", stack.api_url, "--experiment", str(experiment), "--state-dir", str(stack.state_dir)]
     if (data / "interactions.csv").is_file():  # the data set's own users, with the tastes it shows
         args += ["--known-users", str(data)]
     simulate.main(args)
@@ -279,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_fire(args)
     if args.command == "status":
         return cmd_status(Path(args.state_dir))
+    if args.command == "token":
+        return cmd_token(args)
+    if args.command == "call":
+        return cmd_call(args)
     return cmd_clean(Path(args.state_dir))
 
 

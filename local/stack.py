@@ -128,6 +128,7 @@ class LocalStack:
         self.runner: LambdaRunner | None = None
         self.access: StackAccess | None = None  # IAM: each function and the state machine as its role
         self.api = None
+        self.issuer = None  # local.sam.jwt_issuer.LocalIssuer, when the serving routes take JWTs
         self.snapshot_every = 60.0  # seconds; a crash (kill -9) loses at most this much
         self._snapshot_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -141,8 +142,9 @@ class LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):  # a stale file from the last run is not "ready"
             (self.state_dir / "endpoints.env").unlink()
-        self.template = load_template(self.template_path, self.overrides)
         try:
+            self._start_issuer()
+            self.template = load_template(self.template_path, self.overrides)
             self.access = StackAccess(self.template, self.state_dir)
             self._start_moto()
             self.access.install()
@@ -171,11 +173,11 @@ class LocalStack:
                 self.snapshot()
             except Exception as exc:  # say so: the next start will not have these changes
                 print(f"  ! could not save state to {self.state_dir / 'moto'}: {exc}", file=self.out)
-        for part in (self.api, self.runner, self._personalize):
+        for part in (self.api, self.runner, self._personalize, self.issuer):
             if part is not None:
                 with contextlib.suppress(Exception):
                     part.stop()
-        self.api = self.runner = self._personalize = None
+        self.api = self.runner = self._personalize = self.issuer = None
         if self.access is not None:
             self.access.uninstall()
         if self._moto is not None:
@@ -196,6 +198,22 @@ class LocalStack:
         self.stop()
 
     # -- parts -------------------------------------------------------------------------------
+    def _start_issuer(self) -> None:
+        """With ApiAuthorization=JWT and no JwtIssuer, run a local issuer and point the template at it."""
+        declared = (tmpl.load_yaml(self.template_path.read_text()).get("Parameters") or {}).get(
+            "ApiAuthorization"
+        )
+        mode = self.overrides.get("ApiAuthorization", (declared or {}).get("Default"))
+        if mode != "JWT" or self.overrides.get("JwtIssuer"):
+            return
+        from local.sam.jwt_issuer import DEFAULT_AUDIENCE, LocalIssuer
+
+        audience = str(self.overrides.get("JwtAudience") or DEFAULT_AUDIENCE).split(",")[0].strip()
+        self.issuer = LocalIssuer(self.state_dir, audience)
+        port = _pick_port(self.host, self.port + 4 if self.port else 0)
+        self.overrides["JwtIssuer"] = self.issuer.serve(self.host, port)
+        self.overrides.setdefault("JwtAudience", audience)
+
     def _start_moto(self) -> None:
         from moto import mock_aws
         from moto.server import ThreadedMotoServer
@@ -273,15 +291,25 @@ class LocalStack:
         self.endpoints["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url
         os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lambda_url  # moto's SFN engine invokes through it
 
+        from local.sam.api_auth import ApiAuthorizer, StackCredentials, routes_from_definition
         from local.sam.http_api import HttpApi
 
         apis = t.of_type("AWS::Serverless::HttpApi")
-        cors = t.resolve(apis[0].properties.get("CorsConfiguration")) if apis else None
+        body = t.resolve(apis[0].properties.get("DefinitionBody")) if apis else None
+        cors = _cors(t.resolve(apis[0].properties.get("CorsConfiguration")) if apis else None, body)
         api_id = t.resolve({"Ref": apis[0].logical_id}) if apis else "localapi"
         stage = t.resolve(apis[0].properties.get("StageName")) if apis else None
-        self.api = HttpApi(
-            self.runner, api_id=api_id, cors=cors if isinstance(cors, dict) else None, stage=stage
+        authorizer = ApiAuthorizer(
+            routes_from_definition(body),
+            StackCredentials(
+                FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+                t.account_id,
+            ),
+            t.region,
         )
+        self.api = HttpApi(self.runner, api_id=api_id, cors=cors, stage=stage, authorizer=authorizer)
         self.api_url = self.api.serve(self.host, self.port)
         # Outputs and env vars that name the API's AWS URL now name the local one.
         t.url_rewrites[f"https://{api_id}.execute-api.{t.region}.amazonaws.com"] = self.api_url
@@ -314,6 +342,10 @@ class LocalStack:
         env = {**self.endpoints, **FAKE_CREDENTIALS, "API_URL": self.api_url}
         if self.access is not None:  # an engine started by hand with this environment enforces the roles
             env["LOCAL_IAM_ROLES_FILE"] = str(self.access.path)
+        if self.issuer is not None:  # what `python -m local token` signs with
+            env["LOCAL_JWT_ISSUER"] = self.issuer.url
+            env["LOCAL_JWT_AUDIENCE"] = self.issuer.audience
+            env["LOCAL_JWT_USER_CLAIM"] = str(self.template.parameters.get("JwtUserClaim") or "sub")
         for name, value in self.outputs().items():
             env[name] = value if isinstance(value, str) else json.dumps(value)
         return env
@@ -428,6 +460,18 @@ class LocalStack:
         outcome = follow(sfn, arn, out=out, timeout=timeout)
         outcome.execution_arn = arn
         return outcome
+
+
+def _cors(configuration: Any, body: Any) -> dict | None:
+    """The API's CORS settings (CorsConfiguration, or the OpenAPI body's x-amazon-apigateway-cors),
+    in CorsConfiguration's spelling; None when no origin is allowed."""
+    if not isinstance(configuration, dict) and isinstance(body, dict):
+        extension = body.get("x-amazon-apigateway-cors")
+        if isinstance(extension, dict):
+            configuration = {k[0].upper() + k[1:]: v for k, v in extension.items()}
+    if not isinstance(configuration, dict) or not [o for o in configuration.get("AllowOrigins") or [] if o]:
+        return None
+    return configuration
 
 
 def _shell_quote(value: str) -> str:

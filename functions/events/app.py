@@ -31,6 +31,7 @@ from recsys_common import (
     http,
     personalize,
 )
+from recsys_common.identity import caller, require_users
 
 logger = Logger()
 tracer = Tracer()
@@ -223,6 +224,11 @@ def post_events():
         events = events_model.validate(raw, config.event_types(), batched)
     except events_model.Invalid as exc:
         raise http.bad_request(f"invalid event(s): {exc}", exc.problems) from None
+    # Nobody posts events as someone else (403 with a JWT authorizer); every event records its sender.
+    who = caller(app.current_event.raw_event)
+    require_users(who, [e["user_id"] for e in events], "user_id")
+    for e in events:
+        e["sent_by"] = who.sent_by
     bot = assignments_store.is_bot(app.current_event.headers.get("user-agent"))
     now = time.time()
     received_at = assignments_store.now_iso()

@@ -18,7 +18,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
-from recsys_common import aggregates, assignments_store, config, contract, ddb, http, personalize
+from recsys_common import aggregates, assignments_store, config, contract, ddb, http, identity, personalize
 from recsys_common.assignments_store import Assignment
 
 logger = Logger()
@@ -181,8 +181,10 @@ def _resolve(experiment, user_id: str, bot: bool, consistent: bool = False) -> A
 
 
 def recommend(
-    user_id: str, num_results: int, filter_name=None, filter_values=None, context=None
+    user_id: str, num_results: int, filter_name=None, filter_values=None, context=None, field="user_id"
 ) -> http.Response:
+    # With a JWT authorizer the token names the user: asking for someone else's is refused (403).
+    identity.require_users(identity.caller(app.current_event.raw_event), [user_id], field)
     experiment = config.load()
     filter_arn = _filter_arn(experiment, filter_name)
     bot = assignments_store.is_bot(app.current_event.headers.get("user-agent"))
@@ -246,7 +248,7 @@ def post_recommendations():
 @tracer.capture_method
 def get_user_recommendations(userId: str):
     q = USER_PARAMS.read({"userId": userId}, app.current_event.get_query_string_value)
-    return recommend(userId, q["num_results"], q["filter"], q["filter_values"], q["context"])
+    return recommend(userId, q["num_results"], q["filter"], q["filter_values"], q["context"], field="userId")
 
 
 @contract.route(app, "getSimilarItems")

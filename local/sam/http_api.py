@@ -163,8 +163,10 @@ class HttpApi:
         api_id: str = "localapi",
         cors: dict | None = None,
         stage: str | None = None,
+        authorizer=None,  # local.sam.api_auth.ApiAuthorizer: the routes' IAM / JWT authorizers
     ):
         self.runner = runner
+        self.authorizer = authorizer
         self.stage = None if stage in (None, "", "$default") else stage
         self.routes = routes_from_specs(runner)
         self.api_id = api_id
@@ -194,9 +196,15 @@ class HttpApi:
         # An HTTP API hands the function the path and its parameters percent-decoded ("%20" -> " ");
         # routes match on the encoded path, so "%2F" stays inside one parameter.
         params = {k: unquote(v) for k, v in params.items()}
+        # Authorization runs after routing and before the integration, as in API Gateway.
+        decision = self.authorizer.check(route, method, target, headers, body) if self.authorizer else None
+        if isinstance(decision, tuple):
+            return decision  # refused with API Gateway's answer
         event = build_event(
             route, params, method, unquote(parts.path), parts.query, headers, body, self.api_id, source_ip
         )
+        if decision:
+            event["requestContext"]["authorizer"] = decision
         ok, result = self.runner.invoke(route.function, event)
         if not ok:  # API Gateway hides the function's error from the client
             return 500, {"content-type": "application/json"}, [], b'{"message":"Internal Server Error"}'

@@ -27,16 +27,24 @@ import matplotlib.pyplot as plt
 Z95 = 1.959963984540054
 
 
-def fetch_results(api_url: str, experiment: str, params: dict | None = None, timeout: float = 30) -> dict:
+def fetch_results(
+    api_url: str, experiment: str, params: dict | None = None, timeout: float = 30, signer=None
+) -> dict:
+    """GET /experiments/{id}/results, signed with SigV4 (the route always requires IAM);
+    `signer`: (credentials, region), by default botocore's chain."""
+    from local.tools import signed_http
+
+    creds, region = signer or signed_http.default_credentials()
     query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
     url = f"{api_url.rstrip('/')}/experiments/{urllib.parse.quote(experiment, safe='')}/results"
     try:
-        with urllib.request.urlopen(url + (f"?{query}" if query else ""), timeout=timeout) as resp:
-            return json.load(resp)
-    except urllib.error.HTTPError as exc:
-        raise SystemExit(f"results API answered {exc.code}: {exc.read().decode(errors='replace')}") from None
+        target = url + (f"?{query}" if query else "")
+        status, data = signed_http.call("GET", target, creds=creds, region=region, timeout=timeout)
     except urllib.error.URLError as exc:
         raise SystemExit(f"cannot reach {url}: {exc.reason} (is `python -m local up` running?)") from None
+    if status != 200:
+        raise SystemExit(f"results API answered {status}: {data.decode(errors='replace')}")
+    return json.loads(data)
 
 
 def _num(x, fmt="{:.4g}") -> str:
@@ -184,8 +192,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="reports", type=Path, help="output directory")
     ap.add_argument("--metric", help="primary metric (default: purchase_rate)")
     ap.add_argument("--analysis", choices=("sequential", "fixed"))
+    ap.add_argument(
+        "--state-dir",
+        default=".local-state",
+        help="a local stack's state dir: its credentials sign the request (else the AWS default chain)",
+    )
     args = ap.parse_args(argv)
-    results = fetch_results(args.api_url, args.experiment, {"metric": args.metric, "analysis": args.analysis})
+    from local.tools import signed_http
+
+    signer = signed_http.stack_credentials(args.state_dir) or signed_http.default_credentials()
+    query = {"metric": args.metric, "analysis": args.analysis}
+    results = fetch_results(args.api_url, args.experiment, query, signer=signer)
     page, png = write_report(results, args.out)
     print(f"{results['verdict']['summary']}\nreport: {page}\nchart:  {png}")
     return 0

@@ -252,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--experiment", default="recs-ab", help="experiment whose results are printed")
     ap.add_argument("--known-users", metavar="DIR", help="simulate this raw data set's users and tastes")
+    ap.add_argument(
+        "--state-dir",
+        default=".local-state",
+        help="a local stack's state dir: its credentials sign the results call (else the AWS default chain)",
+    )
     args = ap.parse_args(argv)
     if args.users < 1 or args.sessions < 1:
         ap.error("--users and --sessions must be positive")
@@ -272,9 +277,11 @@ def main(argv: list[str] | None = None) -> int:
             f"  {v}: users={s['users']} conversion={s['conversion']:.3f} revenue/user={s['revenue_per_user']:.2f} "
             f"events={s['events']} fallbacks={s['fallbacks']}"
         )
+    from local.tools import signed_http
     from local.tools.report import fetch_results
 
-    results = fetch_results(args.api_url, args.experiment)
+    signer = signed_http.stack_credentials(args.state_dir) or signed_http.default_credentials()
+    results = fetch_results(args.api_url, args.experiment, signer=signer)
     print(f"results: {results['verdict']['summary']}")
     return 0
 

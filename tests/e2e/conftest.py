@@ -64,6 +64,25 @@ class RunningStack:
             **kwargs,
         )
 
+    @property
+    def signer(self) -> tuple[Any, str]:
+        """(credentials, region) of the stack: what signs the IAM routes (experiments) with SigV4."""
+        from botocore.credentials import Credentials
+
+        creds = Credentials(
+            self.env["AWS_ACCESS_KEY_ID"],
+            self.env["AWS_SECRET_ACCESS_KEY"],
+            self.env.get("AWS_SESSION_TOKEN"),
+        )
+        return creds, self.env["AWS_DEFAULT_REGION"]
+
+    def signed_headers(self, method: str, url: str, body: bytes | None = None, headers: dict | None = None):
+        """Headers that sign this request with the stack's credentials (botocore SigV4, execute-api)."""
+        from local.tools.signed_http import sign
+
+        creds, region = self.signer
+        return sign(method, url, body, dict(headers or {}), creds, region)
+
     def upload_raw(self, source: Path = ROOT / "datasets" / "sample") -> list[str]:
         """Upload a raw data directory (datasets/README.md layout) to the bucket's raw/ prefix."""
         s3, bucket, keys = self.client("s3"), self.outputs["DataBucketName"], []

@@ -4,6 +4,9 @@ Requests are generated from the documented request schemas (valid ones, and inva
 types, missing and unknown fields, oversize values and bodies, junk bodies, unknown routes, wrong
 methods). Every answer must be documented: never a 5xx, always JSON that validates against the
 schema of that route and status; a 4xx names the problem; a rejected request writes nothing.
+Requests run authenticated as each route requires on the session's stack (ApiAuthorization=NONE):
+the experiments routes, always IAM, are signed with the stack's credentials (SigV4); the refusals
+themselves are tested in test_api_auth.py.
 
 The generator covers the JSON Schema subset the document uses (object, array, string, integer,
 number, boolean, enum, oneOf, $ref). Constraints that a schema cannot state are taken from the
@@ -237,9 +240,10 @@ def api(local_stack):
     def call(method: str, path: str, *, body=None, raw: bytes | None = None, query=None):
         url = local_stack.api_url + path + (f"?{urlencode(query)}" if query else "")
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        resp = session.request(
-            method, url, data=data, headers={"content-type": "application/json"}, timeout=30
-        )
+        headers = {"content-type": "application/json"}
+        if path.startswith("/experiments"):  # IAM routes: signed with the stack's credentials
+            headers = local_stack.signed_headers(method, url, data, headers)
+        resp = session.request(method, url, data=data, headers=headers, timeout=30)
         assert resp.status_code < 500, (method, path, data and data[:300], resp.status_code, resp.text)
         assert resp.headers.get("content-type", "").startswith("application/json"), resp.headers
         return resp.status_code, resp.json()

@@ -129,7 +129,7 @@ def serving(tmp_path_factory):
 
 class Api:
     def __init__(self, stack):
-        self.url, self.session = stack.api_url, requests.Session()
+        self.url, self.session, self.stack = stack.api_url, requests.Session(), stack
         ddb = boto3.resource(
             "dynamodb",
             endpoint_url=stack.env["AWS_ENDPOINT_URL_DYNAMODB"],
@@ -147,6 +147,13 @@ class Api:
         body = resp.json()
         assert resp.headers["X-Experiment-Variant"] == body["variant"]  # the debugging header agrees
         return body
+
+    def experiment_route(self, path: str, timeout: float = 60) -> dict:
+        """GET an experiments route: IAM-authorized, so signed with the stack's credentials."""
+        url = f"{self.url}/experiments/{path}"
+        resp = self.session.get(url, headers=self.stack.signed_headers("GET", url), timeout=timeout)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
 
     def variants_of(self, users: list[str], threads: int = 8) -> dict[str, str]:
         with ThreadPoolExecutor(threads) as pool:
@@ -177,7 +184,7 @@ def test_without_a_live_campaign_every_user_gets_the_flagged_fallback(api):
 
 
 def test_assignment_spread_follows_the_weights_and_growthbook_hash_v2(api):
-    config = api.session.get(f"{api.url}/experiments/recs-ab", timeout=30).json()
+    config = api.experiment_route("recs-ab")
     weights = {k: v["weight"] for k, v in config["variants"].items()}
     users = [f"spread-{i}" for i in range(600)]
     got = api.variants_of(users)
@@ -222,7 +229,7 @@ def test_parallel_events_none_lost_none_double_counted(api):
     for events in batches:
         for e in events:
             expected[variant[e["user_id"]]][e["event_type"]] += 1
-    results = api.session.get(f"{api.url}/experiments/recs-ab/results", timeout=60).json()
+    results = api.experiment_route("recs-ab/results")
     for v, counts in expected.items():
         assert {t: results["variants"][v]["events"].get(t, 0) for t in TYPES} == {t: counts[t] for t in TYPES}
 

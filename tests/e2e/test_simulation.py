@@ -35,8 +35,8 @@ def _require_serving(api_url: str) -> None:
         raise
 
 
-def _snapshot(api_url: str) -> dict:
-    res = report.fetch_results(api_url, EXPERIMENT)
+def _snapshot(stack) -> dict:
+    res = report.fetch_results(stack.api_url, EXPERIMENT, signer=stack.signer)
     return {
         v: {
             "exposed": d["exposed"],
@@ -72,7 +72,9 @@ def test_results_over_http_match_an_independent_computation(local_stack):
     )
     tables = {k: ddb.Table(local_stack.outputs[f"{k}Name"]) for k in ("ExperimentsTable", "AggregatesTable")}
     raw = _load(tables, experiment_id="e2e-offline-counts")
-    res = report.fetch_results(local_stack.api_url, "e2e-offline-counts", {"analysis": "fixed"})
+    res = report.fetch_results(
+        local_stack.api_url, "e2e-offline-counts", {"analysis": "fixed"}, signer=local_stack.signer
+    )
     n = {v: len(raw[v]["view"]) for v in raw}
     for v in ("B", "C"):
         buyers = [int((raw[v]["purchase"] > 0).sum()), int((raw["A"]["purchase"] > 0).sum())]
@@ -94,12 +96,12 @@ def fresh_stack(tmp_path_factory):
 
 def test_aa_simulation_is_counted_exactly_and_names_no_winner(fresh_stack, tmp_path):
     _require_serving(fresh_stack.api_url)
-    before = _snapshot(fresh_stack.api_url)
+    before = _snapshot(fresh_stack)
     sim = simulate.run(fresh_stack.api_url, users=330, sessions=2, aa=True, seed=11, workers=8)
-    after = _snapshot(fresh_stack.api_url)
+    after = _snapshot(fresh_stack)
     _assert_counted_exactly(before, after, sim)
 
-    results = report.fetch_results(fresh_stack.api_url, EXPERIMENT)
+    results = report.fetch_results(fresh_stack.api_url, EXPERIMENT, signer=fresh_stack.signer)
     assert results["srm"]["status"] != "alert"
     assert results["verdict"]["decision"] in ("keep_running", "no_difference"), results["verdict"]
     page, png = report.write_report(results, tmp_path)
@@ -109,9 +111,9 @@ def test_aa_simulation_is_counted_exactly_and_names_no_winner(fresh_stack, tmp_p
 def test_simulation_on_trained_models(local_stack, request):
     _require_serving(local_stack.api_url)
     trained_local_stack = request.getfixturevalue("trained_local_stack")  # trains once per session
-    before = _snapshot(trained_local_stack.api_url)
+    before = _snapshot(trained_local_stack)
     sim = simulate.run(trained_local_stack.api_url, users=150, sessions=3, seed=5, workers=8)
-    after = _snapshot(trained_local_stack.api_url)
+    after = _snapshot(trained_local_stack)
     _assert_counted_exactly(before, after, sim)
     # with trained campaigns, recommendations come from the models, not the fallback list
     assert sum(s["fallbacks"] for s in sim["variants"].values()) < sum(
@@ -124,7 +126,10 @@ def test_models_trained_on_the_data_beat_popularity_for_its_users(local_stack, r
     the personalised variants must get clearly more clicks per user than the popularity one."""
     _require_serving(local_stack.api_url)
     stack = request.getfixturevalue("trained_local_stack")
-    with urllib.request.urlopen(f"{stack.api_url}/experiments/{EXPERIMENT}", timeout=30) as resp:
+    url = f"{stack.api_url}/experiments/{EXPERIMENT}"  # an IAM route: signed
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=stack.signed_headers("GET", url)), timeout=30
+    ) as resp:
         config = json.load(resp)
     popular = {v for v, d in config["variants"].items() if "popularity" in d.get("recipe", "")}
     assert popular and popular != set(config["variants"]), config["variants"]

@@ -69,7 +69,59 @@ def test_every_function_error_has_one_shape():
             for status, response in op["responses"].items():
                 if status.startswith("2"):
                     continue
+                if response.get("$ref") == "#/components/responses/Unauthorized":
+                    continue  # API Gateway's JWT authorizer answers before any function runs
                 sch = _deref(response)["content"]["application/json"]["schema"]
                 shapes = [s["$ref"] for s in sch.get("oneOf", [sch])]
                 assert "#/components/schemas/ApiError" in shapes, (method, path, status)
     assert "statusCode" not in DOC["components"]["schemas"]["Error"]["properties"]
+
+
+# --- security: the document says what the template enforces, in every mode ---------------------
+
+MODES = {
+    "NONE": ({}, {}),
+    "JWT": (
+        {"ApiAuthorization": "JWT", "JwtIssuer": "https://issuer.example", "JwtAudience": "app"},
+        {"bearerJwt": []},
+    ),
+    "IAM": ({"ApiAuthorization": "IAM"}, {"sigv4": []}),
+}
+KIND_SCHEME = {"NONE": {}, "JWT": {"bearerJwt": []}, "AWS_IAM": {"sigv4": []}}
+
+
+def _template_security(overrides: dict) -> dict[tuple[str, str], str]:
+    from local.sam.api_auth import routes_from_definition
+    from local.stack import load_template
+
+    t = load_template(overrides=overrides)
+    found = routes_from_definition(t.resolve(t.resources["HttpApi"].properties["DefinitionBody"]))
+    return {(m.lower(), p): r.kind for (m, p), r in found.items()}
+
+
+def test_security_schemes_are_the_ones_api_gateway_imports():
+    schemes = DOC["components"]["securitySchemes"]
+    assert schemes["sigv4"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert schemes["sigv4"]["name"] == "Authorization" and schemes["sigv4"]["in"] == "header"
+    assert (schemes["bearerJwt"]["scheme"], schemes["bearerJwt"]["bearerFormat"]) == ("bearer", "JWT")
+
+
+def test_every_operation_lists_the_security_the_template_gives_it_in_each_mode():
+    ops = {(m, p): op for p, item in DOC["paths"].items() for m, op in item.items()}
+    chosen = set()
+    for name, (overrides, scheme) in MODES.items():
+        security = _template_security(overrides)
+        for key, op in ops.items():
+            kind = security.get(key, "NONE")
+            ways_in = op["security"] or [{}]  # `security: []`: open
+            assert KIND_SCHEME[kind] in ways_in, (name, key, kind, op["security"])
+            if kind != "NONE":
+                assert "403" in op["responses"], key  # API Gateway's refusals are documented
+            if kind == "JWT":
+                assert "401" in op["responses"], key
+            if op.get("x-authorization-parameter") == "ApiAuthorization":
+                assert KIND_SCHEME[kind] == scheme, (name, key)
+                chosen.add(key)
+            else:  # fixed whatever the mode: exactly one way in
+                assert ways_in == [KIND_SCHEME[kind]], (name, key)
+    assert chosen == {k for k, op in ops.items() if op.get("x-authorization-parameter")} and chosen

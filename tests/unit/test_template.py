@@ -480,6 +480,37 @@ def check_alarms_watch_published_metrics(doc: dict) -> None:
     assert "OldestPendingEventAgeSeconds" in watched, "no alarm on events that stay pending"
 
 
+def _api_routes(doc: dict) -> set[tuple[str, str]]:
+    return {
+        (e["Properties"]["Method"].lower(), e["Properties"]["Path"])
+        for spec in resources(doc, "AWS::Serverless::Function").values()
+        for e in (spec["Properties"].get("Events") or {}).values()
+        if e["Type"] == "HttpApi"
+    }
+
+
+def check_api_authorization(doc: dict) -> None:
+    """Issue 14: every route but /health declares its security in the API's OpenAPI body (a route
+    left out would be open in every mode); the experiments routes always require IAM; JWT needs an
+    issuer and audience (Rules); CORS names no origin by default."""
+    body = props(doc, "HttpApi")["DefinitionBody"]
+    declared = {(m, p) for p, item in body["paths"].items() for m in item}
+    assert _api_routes(doc) - {("get", "/health")} == declared, declared
+    for path, item in body["paths"].items():
+        security = item["get" if "get" in item else "post"]["security"]
+        if path.startswith("/experiments/"):
+            assert security == [{"AWS_IAM": []}], path
+        else:
+            assert security["Fn::If"][0] == "ServingJwt", path
+    assert body["components"]["securitySchemes"]["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+    assert doc["Parameters"]["ApiAuthorization"]["Default"] == "NONE"
+    rule = (doc.get("Rules") or {}).get("JwtNeedsIssuerAndAudience")
+    assert rule and rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiAuthorization"}, "JWT"]}
+    asserted = json.dumps(rule["Assertions"])
+    assert "JwtIssuer" in asserted and "JwtAudience" in asserted
+    assert "*" not in str(doc["Parameters"]["CorsAllowOrigins"].get("Default", ""))
+
+
 CHECKS: dict[str, Callable[[dict], None]] = {
     f.__name__: f
     for f in (
@@ -506,6 +537,7 @@ CHECKS: dict[str, Callable[[dict], None]] = {
         check_granted_actions_are_called,
         check_vpc_parameters_guarded,
         check_alarms_watch_published_metrics,
+        check_api_authorization,
     )
 }
 
@@ -768,6 +800,38 @@ BREAKAGES: list[tuple[str, str, Callable[[dict], None]]] = [
         "alarm on a metric nobody publishes",
         "check_alarms_watch_published_metrics",
         _set([R, "EventsPendingAlarm", "Properties", "MetricName"], "EventsPending"),
+    ),
+    (
+        "experiments route follows ApiAuthorization",
+        "check_api_authorization",
+        _set(
+            [
+                R,
+                "HttpApi",
+                "Properties",
+                "DefinitionBody",
+                "paths",
+                "/experiments/{experimentId}",
+                "get",
+                "security",
+            ],
+            [],
+        ),
+    ),
+    (
+        "a route without declared security",
+        "check_api_authorization",
+        lambda d: d[R]["HttpApi"]["Properties"]["DefinitionBody"]["paths"].pop("/events"),
+    ),
+    (
+        "CORS open to any origin",
+        "check_api_authorization",
+        _set(["Parameters", "CorsAllowOrigins", "Default"], "*"),
+    ),
+    (
+        "JWT without the rule",
+        "check_api_authorization",
+        lambda d: d["Rules"].pop("JwtNeedsIssuerAndAudience"),
     ),
 ]
 
