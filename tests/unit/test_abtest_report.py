@@ -31,7 +31,7 @@ def server(results):
         yield url, seen
 
 
-def test_report_command_writes_html_and_png(server, tmp_path, capsys):
+def test_report_command_writes_html_and_png(server, tmp_path, capsys, fake_aws_env):
     url, seen = server
     assert report.main(["--api-url", url, "--out", str(tmp_path), "--analysis", "fixed"]) == 0
     assert seen == ["/experiments/recs-ab/results?analysis=fixed"]
@@ -42,7 +42,7 @@ def test_report_command_writes_html_and_png(server, tmp_path, capsys):
     assert "Variant B wins" in capsys.readouterr().out
 
 
-def test_report_command_explains_an_api_error(server, tmp_path):
+def test_report_command_explains_an_api_error(server, tmp_path, fake_aws_env):
     url, _ = server
     with pytest.raises(SystemExit, match="404"):
         report.main(["--api-url", url, "--experiment", "other", "--out", str(tmp_path)])
