@@ -34,6 +34,7 @@ from local.sam import provision as prov
 from local.sam import template as tmpl
 from local.sam.engine_process import EngineProcess, EngineStartError
 from local.sam.lambda_runner import LambdaRunner, function_specs
+from local.wsgi_server import WsgiServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CREDENTIALS = {
@@ -58,20 +59,6 @@ LOCAL_PARAMETERS = {
 
 
 STACK_NAME = "personalize-ab-local"
-
-
-def _no_nagle(handler_class: type) -> None:
-    """TCP_NODELAY on every connection a socketserver handler class accepts (idempotent)."""
-    if getattr(handler_class, "_no_nagle", False):
-        return
-    setup = handler_class.setup
-
-    def setup_no_nagle(self) -> None:
-        setup(self)
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    handler_class.setup = setup_no_nagle
-    handler_class._no_nagle = True
 
 
 def load_template(
@@ -192,10 +179,8 @@ class LocalStack:
     # -- parts -------------------------------------------------------------------------------
     def _start_moto(self) -> None:
         from moto import mock_aws
-        from moto.server import ThreadedMotoServer
-        from werkzeug.serving import WSGIRequestHandler
+        from moto.server import DomainDispatcherApplication, create_backend_app
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         # moto's ASL engine logs each failing state with its internals; progress.py reports causes.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         os.environ.update(FAKE_CREDENTIALS)
@@ -206,9 +191,11 @@ class LocalStack:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         port = _pick_port(self.host, self.port + 1 if self.port else 0)
-        _no_nagle(WSGIRequestHandler)  # large answers (the experiment record) waited ~40 ms for an ACK
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=port, verbose=False)
-        self._moto.start()
+        # moto's own ThreadedMotoServer (werkzeug) starts a thread per connection; the stack's bounded
+        # server keeps moto's threads fixed, so under load they do not compete for the GIL by hundreds.
+        self._moto = WsgiServer(
+            DomainDispatcherApplication(create_backend_app), self.host, port, threads=16, name="moto"
+        ).start()
         os.environ["MOTO_PORT"] = str(port)  # where moto's own clients go if its stubber is off
         moto_url = f"http://{self.host}:{port}"
         self.endpoints = {f"AWS_ENDPOINT_URL_{s}": moto_url for s in MOTO_SERVICES}
@@ -266,11 +253,18 @@ class LocalStack:
         from local.sam.http_api import HttpApi
 
         apis = t.of_type("AWS::Serverless::HttpApi")
-        cors = t.resolve(apis[0].properties.get("CorsConfiguration")) if apis else None
+        props = apis[0].properties if apis else {}
+        cors = t.resolve(props.get("CorsConfiguration"))
         api_id = t.resolve({"Ref": apis[0].logical_id}) if apis else "localapi"
-        stage = t.resolve(apis[0].properties.get("StageName")) if apis else None
+        log_format = (t.resolve(props.get("AccessLogSettings")) or {}).get("Format")
         self.api = HttpApi(
-            self.runner, api_id=api_id, cors=cors if isinstance(cors, dict) else None, stage=stage
+            self.runner,
+            api_id=api_id,
+            cors=cors if isinstance(cors, dict) else None,
+            stage=t.resolve(props.get("StageName")),
+            throttling=t.resolve(props.get("DefaultRouteSettings")),
+            route_throttling=t.resolve(props.get("RouteSettings")),
+            access_log=(self.state_dir / "logs" / "http-api-access.log", log_format) if log_format else None,
         )
         self.api_url = self.api.serve(self.host, self.port)
         # Outputs and env vars that name the API's AWS URL now name the local one.

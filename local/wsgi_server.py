@@ -84,6 +84,8 @@ class WsgiServer:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        else:  # never started: only the listening socket to close
+            wasyncore.close_all(self._server._map)
         self._server.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout)
 
     def stats(self) -> dict[str, Any]:

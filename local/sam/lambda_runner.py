@@ -259,7 +259,9 @@ class _Worker:
             }
         )
         try:
-            self.read(time.monotonic() + 60)  # "ready": the handler module is imported (slow on a busy laptop)
+            self.read(
+                time.monotonic() + 60
+            )  # "ready": the handler module is imported (slow on a busy laptop)
         except (EOFError, TimeoutError, OSError):
             self.kill()
             raise RuntimeError(f"{spec.name}: worker exited while starting; see {log_path}") from None
