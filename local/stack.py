@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +33,7 @@ from local.sam import provision as prov
 from local.sam import template as tmpl
 from local.sam.engine_process import EngineProcess, EngineStartError
 from local.sam.lambda_runner import LambdaRunner, function_specs
+from local.sam.persistence import Persistence, dynamodb_backend
 from local.wsgi_server import WsgiServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,9 +113,7 @@ class LocalStack:
         self._personalize = None
         self.runner: LambdaRunner | None = None
         self.api = None
-        self.snapshot_every = 60.0  # seconds; a crash (kill -9) loses at most this much
-        self._snapshot_lock = threading.Lock()
-        self._stopping = threading.Event()
+        self.persistence: Persistence | None = None  # moto's state on disk as it changes
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -134,26 +132,14 @@ class LocalStack:
             self._start_functions()
             self.write_endpoints_file()
             (self.state_dir / "stack.pid").write_text(str(os.getpid()))
-            threading.Thread(target=self._snapshot_periodically, daemon=True).start()
         except BaseException:
-            self.stop(snapshot=False)
+            self.stop()
             raise
         return self
 
-    def _snapshot_periodically(self) -> None:
-        while not self._stopping.wait(self.snapshot_every):
-            try:
-                self.snapshot()
-            except Exception as exc:
-                print(f"  ! periodic state snapshot failed: {exc}", file=self.out)
-
-    def stop(self, snapshot: bool = True) -> None:
-        self._stopping.set()
-        if snapshot and self._moto is not None and self.template is not None:
-            try:
-                self.snapshot()
-            except Exception as exc:  # say so: the next start will not have these changes
-                print(f"  ! could not save state to {self.state_dir / 'moto'}: {exc}", file=self.out)
+    def stop(self) -> None:
+        """Stop within seconds at any load: servers first, then workers are killed; the state is
+        already on disk (journal and mirror), so nothing is read back or written at exit."""
         for part in (self.api, self.runner, self._personalize):
             if part is not None:
                 with contextlib.suppress(Exception):
@@ -167,6 +153,9 @@ class LocalStack:
             with contextlib.suppress(Exception):
                 self._mock.stop()
             self._mock = None
+        if self.persistence is not None:
+            self.persistence.stop()
+            self.persistence = None
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / "stack.pid").unlink()
 
@@ -311,56 +300,22 @@ class LocalStack:
 
     # -- persistence of moto's state (DynamoDB items, S3 objects) ------------------------------
     def snapshot(self) -> None:
-        with self._snapshot_lock:
-            self._snapshot()
-
-    def _snapshot(self) -> None:
-        root = self.state_dir / "moto"
-        tmp = self.state_dir / "moto.tmp"
-        if tmp.exists():
-            _rmtree(tmp)
-        ddb, s3 = self.client("dynamodb"), self.client("s3")
-        for r in self.template.of_type("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
-            lines = []
-            for page in ddb.get_paginator("scan").paginate(TableName=r.physical_name):
-                lines.extend(json.dumps(item) for item in page["Items"])
-            target = tmp / "dynamodb" / f"{r.physical_name}.jsonl"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text("\n".join(lines) + ("\n" if lines else ""))
-        for r in self.template.of_type("AWS::S3::Bucket"):
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=r.physical_name):
-                for obj in page.get("Contents", []):
-                    target = tmp / "s3" / r.physical_name / obj["Key"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(r.physical_name, obj["Key"], str(target))
-        old = self.state_dir / "moto.old"
-        _rmtree(old)
-        if root.exists():
-            root.rename(old)  # a crash from here on leaves moto.old, which restore falls back to
-        tmp.rename(root)
-        _rmtree(old)
+        """Fold the write journal into the compacted snapshot (cheap: no API round trips)."""
+        if self.persistence is not None:
+            self.persistence.compact(dynamodb_backend(tmpl.REGION))
 
     def restore(self) -> str:
-        root = self.state_dir / "moto"
-        if not root.is_dir():
-            root = self.state_dir / "moto.old"
-        if not root.is_dir():
-            return ""
-        ddb = self.client("dynamodb")
-        items = objects = 0
-        for path in sorted((root / "dynamodb").glob("*.jsonl")):
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-            for i in range(0, len(rows), 25):
-                batch = [{"PutRequest": {"Item": row}} for row in rows[i : i + 25]]
-                pending = {path.stem: batch}
-                while pending:
-                    pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            items += len(rows)
-        s3_root = root / "s3"
-        if s3_root.is_dir():
-            for bucket_dir in s3_root.iterdir():
-                objects += len(prov.upload_directory(self.client, bucket_dir.name, "", bucket_dir))
-        return f"{items} items and {objects} objects"
+        """Load the saved state into moto, then journal every change from here on."""
+        self.persistence = Persistence(self.state_dir / "moto", tmpl.REGION)
+        backend = dynamodb_backend(tmpl.REGION)
+        items = self.persistence.restore(backend)
+        objects = 0
+        for bucket, folder in self.persistence.objects():
+            with contextlib.suppress(Exception):  # a bucket the template no longer declares
+                objects += len(prov.upload_directory(self.client, bucket, "", folder))
+        self.persistence.compact(backend)
+        self.persistence.start()
+        return f"{items} items and {objects} objects" if items or objects else ""
 
     # -- training ------------------------------------------------------------------------------
     def data_bucket(self) -> str:

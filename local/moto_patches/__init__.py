@@ -7,6 +7,7 @@ each patch checks that the attributes it replaces still exist (`require`).
   ClientRequestToken idempotency).
 - sfn_sdk: aws-sdk tasks take and return PascalCase and name errors as Step Functions does.
 - sfn_executions: StartExecution after a first execution, and without a name.
+- s3_mirror: observers of every object stored or deleted (the stack mirrors them to disk).
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def install() -> None:
             f"moto {installed} is installed but local/moto_patches/ was written for moto {REVIEWED_MOTO}: "
             "install the version pyproject.toml pins, or review each patch and update REVIEWED_MOTO"
         )
-    from local.moto_patches import dynamodb, sfn_executions, sfn_sdk
+    from local.moto_patches import dynamodb, s3_mirror, sfn_executions, sfn_sdk
 
     dynamodb.install()
+    s3_mirror.install()
     sfn_sdk.install()
     sfn_executions.install()

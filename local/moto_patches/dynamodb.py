@@ -11,23 +11,40 @@ Three gaps matter to the serving path, which writes from many threads at once:
 - moto ignores TransactWriteItems' ClientRequestToken. DynamoDB makes the call idempotent for
   10 minutes: a repeat of a call that succeeded returns success without applying it again, the
   same token with other items is an IdempotentParameterMismatchException.
+- moto keeps tables in memory only. `observe_writes` lets the stack journal every write request
+  as it is answered (local/sam/persistence.py), inside the same lock, so the journal's order is
+  the order DynamoDB applied them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from local.moto_patches import require
 
 LOCK = threading.RLock()
+WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 TOKEN_SECONDS = 600
 _tokens: dict[str, tuple[str, float]] = {}  # ClientRequestToken -> (items fingerprint, when)
+_observers: list[Callable[[Any, str, dict], None]] = []
 _installed = False
+
+
+def observe_writes(callback: Callable[[Any, str, dict], None]) -> None:
+    """callback(backend, action, request body) after each write request, under the lock."""
+    _observers.append(callback)
+
+
+def stop_observing(callback: Callable[[Any, str, dict], None]) -> None:
+    with contextlib.suppress(ValueError):
+        _observers.remove(callback)
 
 
 def install() -> None:
@@ -38,13 +55,19 @@ def install() -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
 
-    require(DynamoHandler, "call_action", "transact_write_items")
+    require(DynamoHandler, "call_action", "transact_write_items", "get_endpoint_name", "dynamodb_backend")
     require(DynamoDBBackend, "transact_write_items")
     original_call = DynamoHandler.call_action
 
     def call_action(self: Any) -> Any:
         with LOCK:
-            return original_call(self)
+            result = original_call(self)
+            if _observers:
+                action = self.get_endpoint_name(self.headers)
+                if action in WRITE_ACTIONS:
+                    for callback in list(_observers):
+                        callback(self.dynamodb_backend, action, self.body)
+            return result
 
     DynamoHandler.call_action = call_action
     DynamoHandler.transact_write_items = _idempotent(DynamoHandler.transact_write_items)
