@@ -248,4 +248,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is stopped and on disk; the interpreter's teardown of moto's, boto's and pandas'
+    # module state alone took seconds on a busy laptop, and Ctrl-C should stop the stack at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

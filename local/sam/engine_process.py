@@ -65,7 +65,7 @@ class EngineProcess:
             return
         process.terminate()  # the engine saves nothing on exit: its store writes through
         try:
-            process.wait(15)
+            process.wait(3)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
