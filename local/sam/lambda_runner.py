@@ -46,6 +46,10 @@ WORKERS_PER_FUNCTION = int(os.environ.get("LOCAL_LAMBDA_WORKERS", "4"))
 # Lambda's Init phase (importing the handler) is limited to 10 s and not part of the Timeout
 # (https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html).
 INIT_SECONDS = 10
+# Lambda reclaims execution environments that stay idle (after an unpublished while); locally an
+# idle worker beyond the first per function is stopped after this many seconds, so processes and
+# descriptors return to their idle figures after a burst.
+IDLE_WORKER_SECONDS = float(os.environ.get("LOCAL_LAMBDA_IDLE_SECONDS", "5"))
 
 
 @dataclass
@@ -293,6 +297,8 @@ class _Worker:
                 size -= len(chunk)
         return b"".join(chunks)
 
+    idle_since = 0.0  # monotonic time it was last handed back
+
     def readable(self) -> bool:
         """An answer (or EOF) is waiting."""
         try:
@@ -368,11 +374,25 @@ class _Pool:
             worker.kill()
         with self.cond:
             if healthy and worker.alive():
+                worker.idle_since = time.monotonic()
                 self.idle.append(worker)
             else:
                 self.processes -= 1
                 self.all.discard(worker)
             self.cond.notify()
+
+    def reap_idle(self, idle_seconds: float) -> None:
+        """Stop workers idle for `idle_seconds`, keeping the most recently used one warm."""
+        cutoff = time.monotonic() - idle_seconds
+        with self.cond:
+            # idle is a stack (pop() takes the most recent): the oldest are at the front
+            stale = [w for w in self.idle[:-1] if w.idle_since < cutoff]
+            for worker in stale:
+                self.idle.remove(worker)
+                self.all.discard(worker)
+                self.processes -= 1
+        for worker in stale:
+            worker.kill()
 
     def kill_all(self) -> None:
         with self.cond:
@@ -403,7 +423,9 @@ class LambdaRunner:
         self._lock = threading.Lock()
         self._unreserved_running = 0
         self._stopping = threading.Event()
-        self._watchdog = _Watchdog(self._finish)
+        self._watchdog = _Watchdog(
+            self._finish, lambda: [p.reap_idle(IDLE_WORKER_SECONDS) for p in self._pools.values()]
+        )
         self._async = ThreadPoolExecutor(4, thread_name_prefix="lambda-async")  # Event invocations
         self._server: WsgiServer | None = None
 
@@ -516,33 +538,34 @@ class LambdaRunner:
 class _Watchdog:
     """Owns the workers whose caller stopped waiting: reads their late answer (the worker goes
     back to its pool) or kills them at the function's timeout. One thread for all of them, so
-    no request thread ever waits on a wedged worker."""
+    no request thread ever waits on a wedged worker. It also reaps idle workers once a second."""
 
-    def __init__(self, finished: Any):
-        self._finished = finished
+    def __init__(self, finished: Any, housekeeping: Any):
+        self._finished, self._housekeeping = finished, housekeeping
         self._adopted: list[tuple[_Pool, _Worker, float]] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = threading.Thread(target=self._run, name="lambda-watchdog", daemon=True)
+        self._thread.start()
 
     def adopt(self, pool: _Pool, worker: _Worker, deadline: float) -> None:
         with self._lock:
             self._adopted.append((pool, worker, deadline))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="lambda-watchdog", daemon=True)
-                self._thread.start()
 
     def _run(self) -> None:
+        next_housekeeping = 0.0
         while not self._stopping.wait(0.05):
             with self._lock:
                 adopted = list(self._adopted)
             for entry in adopted:
                 pool, worker, deadline = entry
-                done = self._poll(pool, worker, deadline)
-                if done:
+                if self._poll(pool, worker, deadline):
                     with self._lock:
                         self._adopted.remove(entry)
                     self._finished(pool)
+            if time.monotonic() >= next_housekeeping:
+                next_housekeeping = time.monotonic() + 1
+                self._housekeeping()
 
     @staticmethod
     def _poll(pool: _Pool, worker: _Worker, deadline: float) -> bool:
