@@ -29,6 +29,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,31 +340,42 @@ class _Pool:
         self.all: set[_Worker] = set()  # every live worker, busy or idle (stop kills them all)
         self.processes = 0  # started and not yet dead
         self.running = 0  # admitted invocations (the function's concurrency)
+        self.queue: deque[object] = deque()  # invocations waiting for a worker, in arrival order
         self.cond = threading.Condition()
 
     def acquire(self, deadline: float, stopping: threading.Event) -> _Worker:
+        """An idle worker, or a new one while under max_workers; first come, first served (a
+        Condition wakes any waiter, and newcomers could take every freed worker: starvation)."""
+        ticket = object()
         with self.cond:
-            while True:
-                if stopping.is_set():
-                    raise RuntimeError("the local stack is stopping")
-                while self.idle:
-                    worker = self.idle.pop()
-                    if worker.alive():
-                        return worker
-                    self.processes -= 1
-                if self.processes < self.max_workers:
-                    self.processes += 1
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                self.cond.wait(remaining)
+            self.queue.append(ticket)
+            try:
+                while True:
+                    if stopping.is_set():
+                        raise RuntimeError("the local stack is stopping")
+                    if self.queue[0] is ticket:
+                        while self.idle:
+                            worker = self.idle.pop()
+                            if worker.alive():
+                                return worker
+                            self.processes -= 1
+                            self.all.discard(worker)
+                        if self.processes < self.max_workers:
+                            self.processes += 1
+                            break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError
+                    self.cond.wait(remaining)
+            finally:
+                self.queue.remove(ticket)
+                self.cond.notify_all()
         try:
             worker = _Worker(self.spec, self.log_path)
         except Exception:
             with self.cond:
                 self.processes -= 1
-                self.cond.notify()
+                self.cond.notify_all()
             raise
         with self.cond:
             self.all.add(worker)
@@ -379,7 +391,7 @@ class _Pool:
             else:
                 self.processes -= 1
                 self.all.discard(worker)
-            self.cond.notify()
+            self.cond.notify_all()
 
     def reap_idle(self, idle_seconds: float) -> None:
         """Stop workers idle for `idle_seconds`, keeping the most recently used one warm."""
