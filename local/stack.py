@@ -183,7 +183,12 @@ class LocalStack:
         # moto's own ThreadedMotoServer (werkzeug) starts a thread per connection; the stack's bounded
         # server keeps moto's threads fixed, so under load they do not compete for the GIL by hundreds.
         self._moto = WsgiServer(
-            DomainDispatcherApplication(create_backend_app), self.host, port, threads=16, name="moto"
+            DomainDispatcherApplication(create_backend_app),
+            self.host,
+            port,
+            threads=16,
+            lookahead=1,
+            name="moto",
         ).start()
         os.environ["MOTO_PORT"] = str(port)  # where moto's own clients go if its stubber is off
         moto_url = f"http://{self.host}:{port}"

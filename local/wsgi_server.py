@@ -39,6 +39,7 @@ class WsgiServer:
         threads: int = 8,
         connection_limit: int = 100,
         idle_timeout: int = 10,
+        lookahead: int = 0,
         name: str = "wsgi",
     ):
         self.name = name
@@ -54,6 +55,9 @@ class WsgiServer:
             ident=name,
             clear_untrusted_proxy_headers=False,  # keep X-Forwarded-* as the app sent them
             expose_tracebacks=False,
+            # > 0: keep reading while the app runs, so environ["waitress.client_disconnected"]
+            # tells the app that its client left (moto drops such requests)
+            channel_request_lookahead=lookahead,
         )
         self.host = host
         self.port = int(self._server.effective_port)
