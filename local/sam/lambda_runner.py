@@ -459,9 +459,16 @@ class LambdaRunner:
         start = time.monotonic()
         handed_over = False
         try:
-            try:  # a local queue for a worker process (Lambda has none), bounded by Init + timeout
-                worker = pool.acquire(start + INIT_SECONDS + spec.timeout, self._stopping)
+            # a local queue for a worker process (Lambda has none), bounded by Init + timeout and
+            # by the caller's patience
+            queue_deadline = start + INIT_SECONDS + spec.timeout
+            try:
+                worker = pool.acquire(
+                    min(queue_deadline, start + wait) if wait else queue_deadline, self._stopping
+                )
             except TimeoutError:
+                if wait and time.monotonic() < queue_deadline:
+                    raise NoAnswerInTime from None
                 return False, _timed_out(spec.timeout)
             except RuntimeError as exc:
                 return False, {"errorMessage": str(exc), "errorType": "Runtime.StartError"}
@@ -524,8 +531,15 @@ class LambdaRunner:
         """InvocationType Event: Lambda queues it and answers 202; a bounded pool runs the queue."""
 
         def run() -> None:
-            with contextlib.suppress(Throttled, NoAnswerInTime, KeyError):
-                self.invoke(name, event)
+            for _ in range(10):  # Lambda's async queue retries throttled events (for hours; here 10 s)
+                try:
+                    self.invoke(name, event)
+                    return
+                except Throttled:
+                    if self._stopping.wait(1):
+                        return
+                except KeyError:
+                    return
 
         self._async.submit(run)
 
