@@ -330,7 +330,13 @@ def _start_stack(state_dir: Path, no_train: bool) -> subprocess.Popen:
     return process
 
 
-def run(state_dir: Path, clients: int, seconds: float, process: subprocess.Popen | None) -> None:
+def run(
+    state_dir: Path,
+    clients: int,
+    seconds: float,
+    process: subprocess.Popen | None,
+    phases: list[str] | None = None,
+) -> None:
     sys.path.insert(0, str(ROOT))
     from local.stack import read_env_file
 
@@ -349,6 +355,8 @@ def run(state_dir: Path, clients: int, seconds: float, process: subprocess.Popen
         ("burst", lambda: burst(api_url, f"{prefix}-x")),
         (f"mixed ({clients} clients)", lambda: (mixed(api_url, f"{prefix}-m", clients, seconds),)),
     ):
+        if phases and name.split()[0] not in phases:
+            continue
         with Sampler(pid) as sampler:
             outcomes = phase()
         for i, r in enumerate(outcomes):
@@ -384,14 +392,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-train", action="store_true", help="start the stack without training")
+    parser.add_argument("--phases", nargs="*", choices=["burst", "mixed"], help="default: both")
     args = parser.parse_args([] if argv is None else argv)
     if args.state_dir:
-        run(Path(args.state_dir), args.clients, args.seconds, None)
+        run(Path(args.state_dir), args.clients, args.seconds, None, args.phases)
         return
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         process = _start_stack(Path(tmp) / "state", args.no_train)
         try:
-            run(Path(tmp) / "state", args.clients, args.seconds, process)
+            run(Path(tmp) / "state", args.clients, args.seconds, process, args.phases)
         finally:
             if process.poll() is None:
                 process.kill()

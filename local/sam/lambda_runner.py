@@ -332,21 +332,26 @@ def _exited() -> dict:
 
 
 class _Pool:
-    """A function's workers and its concurrency: `limit` invocations at once, `max_workers` processes."""
+    """A function's workers: at most `max_workers` processes, started in the background."""
 
-    def __init__(self, spec: FunctionSpec, log_path: Path, max_workers: int):
-        self.spec, self.log_path, self.max_workers = spec, log_path, max_workers
+    def __init__(self, spec: FunctionSpec, log_path: Path, max_workers: int, spawner: ThreadPoolExecutor):
+        self.spec, self.log_path, self.max_workers, self.spawner = spec, log_path, max_workers, spawner
         self.idle: list[_Worker] = []
         self.all: set[_Worker] = set()  # every live worker, busy or idle (stop kills them all)
-        self.processes = 0  # started and not yet dead
+        self.processes = 0  # started or starting, not yet dead
+        self.starting = 0
+        self.start_error: tuple[float, str] | None = None  # when and why a start last failed
+        self.closed = False
         self.running = 0  # admitted invocations (the function's concurrency)
         self.queue: deque[object] = deque()  # invocations waiting for a worker, in arrival order
         self.cond = threading.Condition()
 
     def acquire(self, deadline: float, stopping: threading.Event) -> _Worker:
-        """An idle worker, or a new one while under max_workers; first come, first served (a
-        Condition wakes any waiter, and newcomers could take every freed worker: starvation)."""
-        ticket = object()
+        """The first idle worker, first come first served (a bare Condition wakes any waiter and
+        newcomers could starve one past its timeout). Workers start in the background when the
+        queue outgrows the idle and starting ones, so a waiter takes whichever is free first
+        instead of waiting out one cold start while warm workers free up."""
+        ticket, arrived = object(), time.monotonic()
         with self.cond:
             self.queue.append(ticket)
             try:
@@ -360,9 +365,13 @@ class _Pool:
                                 return worker
                             self.processes -= 1
                             self.all.discard(worker)
-                        if self.processes < self.max_workers:
-                            self.processes += 1
-                            break
+                        failed = self.start_error
+                        if failed and failed[0] >= arrived and self.processes == 0:
+                            raise RuntimeError(failed[1])  # a start tried since this call came in failed
+                    if len(self.queue) > self.starting and self.processes < self.max_workers:
+                        self.processes += 1
+                        self.starting += 1
+                        self.spawner.submit(self._start_worker)
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise TimeoutError
@@ -370,16 +379,28 @@ class _Pool:
             finally:
                 self.queue.remove(ticket)
                 self.cond.notify_all()
+
+    def _start_worker(self) -> None:
         try:
             worker = _Worker(self.spec, self.log_path)
-        except Exception:
+        except Exception as exc:
             with self.cond:
                 self.processes -= 1
+                self.starting -= 1
+                self.start_error = (time.monotonic(), str(exc))
                 self.cond.notify_all()
-            raise
+            return
         with self.cond:
+            self.starting -= 1
+            if self.closed:  # the stack stopped while it started
+                self.processes -= 1
+                worker.kill()
+                return
+            self.start_error = None
             self.all.add(worker)
-        return worker
+            worker.idle_since = time.monotonic()
+            self.idle.append(worker)
+            self.cond.notify_all()
 
     def release(self, worker: _Worker, healthy: bool) -> None:
         if not healthy:
@@ -408,6 +429,7 @@ class _Pool:
 
     def kill_all(self) -> None:
         with self.cond:
+            self.closed = True
             workers, self.idle = list(self.all), []
             self.cond.notify_all()
         for worker in workers:
@@ -428,8 +450,9 @@ class LambdaRunner:
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         self.account_concurrency = account_concurrency
+        self._spawner = ThreadPoolExecutor(4, thread_name_prefix="lambda-start")  # cold starts
         self._pools = {
-            name: _Pool(spec, log_dir / f"{spec.logical_id}.log", max(1, workers_per_function))
+            name: _Pool(spec, log_dir / f"{spec.logical_id}.log", max(1, workers_per_function), self._spawner)
             for name, spec in specs.items()
         }
         self._lock = threading.Lock()
@@ -559,6 +582,7 @@ class LambdaRunner:
         for pool in self._pools.values():
             pool.kill_all()
         self._async.shutdown(wait=False, cancel_futures=True)
+        self._spawner.shutdown(wait=False, cancel_futures=True)
 
 
 class _Watchdog:
