@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import selectors
 import signal
 import subprocess
@@ -30,7 +31,6 @@ import time
 import traceback
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,7 +334,7 @@ def _exited() -> dict:
 class _Pool:
     """A function's workers: at most `max_workers` processes, started in the background."""
 
-    def __init__(self, spec: FunctionSpec, log_path: Path, max_workers: int, spawner: ThreadPoolExecutor):
+    def __init__(self, spec: FunctionSpec, log_path: Path, max_workers: int, spawner: _FixedPool):
         self.spec, self.log_path, self.max_workers, self.spawner = spec, log_path, max_workers, spawner
         self.idle: list[_Worker] = []
         self.all: set[_Worker] = set()  # every live worker, busy or idle (stop kills them all)
@@ -450,7 +450,7 @@ class LambdaRunner:
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         self.account_concurrency = account_concurrency
-        self._spawner = ThreadPoolExecutor(4, thread_name_prefix="lambda-start")  # cold starts
+        self._spawner = _FixedPool(4, "lambda-start")  # cold starts
         self._pools = {
             name: _Pool(spec, log_dir / f"{spec.logical_id}.log", max(1, workers_per_function), self._spawner)
             for name, spec in specs.items()
@@ -461,7 +461,7 @@ class LambdaRunner:
         self._watchdog = _Watchdog(
             self._finish, lambda: [p.reap_idle(IDLE_WORKER_SECONDS) for p in self._pools.values()]
         )
-        self._async = ThreadPoolExecutor(4, thread_name_prefix="lambda-async")  # Event invocations
+        self._async = _FixedPool(4, "lambda-async")  # Event invocations and prewarming
         self._server: WsgiServer | None = None
 
     # -- invocation ----------------------------------------------------------------------------
@@ -581,8 +581,30 @@ class LambdaRunner:
         self._watchdog.stop()
         for pool in self._pools.values():
             pool.kill_all()
-        self._async.shutdown(wait=False, cancel_futures=True)
-        self._spawner.shutdown(wait=False, cancel_futures=True)
+        self._async.shutdown()
+        self._spawner.shutdown()
+
+
+class _FixedPool:
+    """`size` threads started at once (a ThreadPoolExecutor starts them on demand, so the stack's
+    thread count would creep up after a burst instead of staying put)."""
+
+    def __init__(self, size: int, name: str):
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        for n in range(size):
+            threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True).start()
+
+    def _run(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            with contextlib.suppress(Exception):  # a task reports its own failures
+                task()
+
+    def submit(self, task: Any, *args: Any) -> None:
+        self._tasks.put(lambda: task(*args))
+
+    def shutdown(self) -> None:
+        for _ in range(64):  # more than any pool's size: every thread takes one and exits
+            self._tasks.put(None)
 
 
 class _Watchdog:
