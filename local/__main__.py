@@ -2,7 +2,7 @@
 
 up      start moto, the Personalize engine, the Lambda runner and the HTTP API; unless
         --no-train, upload the sample data, train, and print how to call the API. Ctrl-C stops
-        everything (state is snapshotted to --state-dir and restored on the next `up`).
+        everything (state is written to --state-dir as it changes and restored on the next `up`).
 status  say whether a stack runs on --state-dir and print its endpoints.
 clean   remove --state-dir (data, models, logs).
 """
@@ -234,7 +234,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        print("\nStopping the local stack (saving state)...", flush=True)
+        print("\nStopping the local stack (its state is already on disk)...", flush=True)
         stack.stop()
 
 
