@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -35,6 +34,8 @@ from local.sam import template as tmpl
 from local.sam.access import StackAccess
 from local.sam.engine_process import EngineProcess, EngineStartError
 from local.sam.lambda_runner import LambdaRunner, function_specs
+from local.sam.persistence import Persistence, dynamodb_backend
+from local.wsgi_server import WsgiServer
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CREDENTIALS = {
@@ -59,20 +60,6 @@ LOCAL_PARAMETERS = {
 
 
 STACK_NAME = "personalize-ab-local"
-
-
-def _no_nagle(handler_class: type) -> None:
-    """TCP_NODELAY on every connection a socketserver handler class accepts (idempotent)."""
-    if getattr(handler_class, "_no_nagle", False):
-        return
-    setup = handler_class.setup
-
-    def setup_no_nagle(self) -> None:
-        setup(self)
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    handler_class.setup = setup_no_nagle
-    handler_class._no_nagle = True
 
 
 def load_template(
@@ -129,9 +116,7 @@ class LocalStack:
         self.access: StackAccess | None = None  # IAM: each function and the state machine as its role
         self.api = None
         self.issuer = None  # local.sam.jwt_issuer.LocalIssuer, when the serving routes take JWTs
-        self.snapshot_every = 60.0  # seconds; a crash (kill -9) loses at most this much
-        self._snapshot_lock = threading.Lock()
-        self._stopping = threading.Event()
+        self.persistence: Persistence | None = None  # moto's state on disk as it changes
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -153,26 +138,14 @@ class LocalStack:
             self._start_functions()
             self.write_endpoints_file()
             (self.state_dir / "stack.pid").write_text(str(os.getpid()))
-            threading.Thread(target=self._snapshot_periodically, daemon=True).start()
         except BaseException:
-            self.stop(snapshot=False)
+            self.stop()
             raise
         return self
 
-    def _snapshot_periodically(self) -> None:
-        while not self._stopping.wait(self.snapshot_every):
-            try:
-                self.snapshot()
-            except Exception as exc:
-                print(f"  ! periodic state snapshot failed: {exc}", file=self.out)
-
-    def stop(self, snapshot: bool = True) -> None:
-        self._stopping.set()
-        if snapshot and self._moto is not None and self.template is not None:
-            try:
-                self.snapshot()
-            except Exception as exc:  # say so: the next start will not have these changes
-                print(f"  ! could not save state to {self.state_dir / 'moto'}: {exc}", file=self.out)
+    def stop(self) -> None:
+        """Stop within seconds at any load: servers first, then workers are killed; the state is
+        already on disk (journal and mirror), so nothing is read back or written at exit."""
         for part in (self.api, self.runner, self._personalize, self.issuer):
             if part is not None:
                 with contextlib.suppress(Exception):
@@ -188,6 +161,9 @@ class LocalStack:
             with contextlib.suppress(Exception):
                 self._mock.stop()
             self._mock = None
+        if self.persistence is not None:
+            self.persistence.stop()
+            self.persistence = None
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / "stack.pid").unlink()
 
@@ -216,10 +192,8 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         from moto import mock_aws
-        from moto.server import ThreadedMotoServer
-        from werkzeug.serving import WSGIRequestHandler
+        from moto.server import DomainDispatcherApplication, create_backend_app
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
         # moto's ASL engine logs each failing state with its internals; progress.py reports causes.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         os.environ.update(FAKE_CREDENTIALS)
@@ -230,9 +204,16 @@ class LocalStack:
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         port = _pick_port(self.host, self.port + 1 if self.port else 0)
-        _no_nagle(WSGIRequestHandler)  # large answers (the experiment record) waited ~40 ms for an ACK
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=port, verbose=False)
-        self._moto.start()
+        # moto's own ThreadedMotoServer (werkzeug) starts a thread per connection; the stack's bounded
+        # server keeps moto's threads fixed, so under load they do not compete for the GIL by hundreds.
+        self._moto = WsgiServer(
+            DomainDispatcherApplication(create_backend_app),
+            self.host,
+            port,
+            threads=16,
+            lookahead=1,
+            name="moto",
+        ).start()
         os.environ["MOTO_PORT"] = str(port)  # where moto's own clients go if its stubber is off
         moto_url = f"http://{self.host}:{port}"
         self.endpoints = {f"AWS_ENDPOINT_URL_{s}": moto_url for s in MOTO_SERVICES}
@@ -297,6 +278,7 @@ class LocalStack:
         apis = t.of_type("AWS::Serverless::HttpApi")
         body = t.resolve(apis[0].properties.get("DefinitionBody")) if apis else None
         cors = _cors(t.resolve(apis[0].properties.get("CorsConfiguration")) if apis else None, body)
+        props = apis[0].properties if apis else {}
         api_id = t.resolve({"Ref": apis[0].logical_id}) if apis else "localapi"
         stage = t.resolve(apis[0].properties.get("StageName")) if apis else None
         authorizer = ApiAuthorizer(
@@ -309,7 +291,17 @@ class LocalStack:
             ),
             t.region,
         )
-        self.api = HttpApi(self.runner, api_id=api_id, cors=cors, stage=stage, authorizer=authorizer)
+        log_format = (t.resolve(props.get("AccessLogSettings")) or {}).get("Format")
+        self.api = HttpApi(
+            self.runner,
+            api_id=api_id,
+            cors=cors,
+            stage=stage,
+            authorizer=authorizer,
+            throttling=t.resolve(props.get("DefaultRouteSettings")),
+            route_throttling=t.resolve(props.get("RouteSettings")),
+            access_log=(self.state_dir / "logs" / "http-api-access.log", log_format) if log_format else None,
+        )
         self.api_url = self.api.serve(self.host, self.port)
         # Outputs and env vars that name the API's AWS URL now name the local one.
         t.url_rewrites[f"https://{api_id}.execute-api.{t.region}.amazonaws.com"] = self.api_url
@@ -361,56 +353,22 @@ class LocalStack:
 
     # -- persistence of moto's state (DynamoDB items, S3 objects) ------------------------------
     def snapshot(self) -> None:
-        with self._snapshot_lock:
-            self._snapshot()
-
-    def _snapshot(self) -> None:
-        root = self.state_dir / "moto"
-        tmp = self.state_dir / "moto.tmp"
-        if tmp.exists():
-            _rmtree(tmp)
-        ddb, s3 = self.client("dynamodb"), self.client("s3")
-        for r in self.template.of_type("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable"):
-            lines = []
-            for page in ddb.get_paginator("scan").paginate(TableName=r.physical_name):
-                lines.extend(json.dumps(item) for item in page["Items"])
-            target = tmp / "dynamodb" / f"{r.physical_name}.jsonl"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text("\n".join(lines) + ("\n" if lines else ""))
-        for r in self.template.of_type("AWS::S3::Bucket"):
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=r.physical_name):
-                for obj in page.get("Contents", []):
-                    target = tmp / "s3" / r.physical_name / obj["Key"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(r.physical_name, obj["Key"], str(target))
-        old = self.state_dir / "moto.old"
-        _rmtree(old)
-        if root.exists():
-            root.rename(old)  # a crash from here on leaves moto.old, which restore falls back to
-        tmp.rename(root)
-        _rmtree(old)
+        """Fold the write journal into the compacted snapshot (cheap: no API round trips)."""
+        if self.persistence is not None:
+            self.persistence.compact(dynamodb_backend(tmpl.REGION))
 
     def restore(self) -> str:
-        root = self.state_dir / "moto"
-        if not root.is_dir():
-            root = self.state_dir / "moto.old"
-        if not root.is_dir():
-            return ""
-        ddb = self.client("dynamodb")
-        items = objects = 0
-        for path in sorted((root / "dynamodb").glob("*.jsonl")):
-            rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-            for i in range(0, len(rows), 25):
-                batch = [{"PutRequest": {"Item": row}} for row in rows[i : i + 25]]
-                pending = {path.stem: batch}
-                while pending:
-                    pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            items += len(rows)
-        s3_root = root / "s3"
-        if s3_root.is_dir():
-            for bucket_dir in s3_root.iterdir():
-                objects += len(prov.upload_directory(self.client, bucket_dir.name, "", bucket_dir))
-        return f"{items} items and {objects} objects"
+        """Load the saved state into moto, then journal every change from here on."""
+        self.persistence = Persistence(self.state_dir / "moto", tmpl.REGION)
+        backend = dynamodb_backend(tmpl.REGION)
+        items = self.persistence.restore(backend)
+        objects = 0
+        for bucket, folder in self.persistence.objects():
+            with contextlib.suppress(Exception):  # a bucket the template no longer declares
+                objects += len(prov.upload_directory(self.client, bucket, "", folder))
+        self.persistence.compact(backend)
+        self.persistence.start()
+        return f"{items} items and {objects} objects" if items or objects else ""
 
     # -- training ------------------------------------------------------------------------------
     def data_bucket(self) -> str:

@@ -9,6 +9,7 @@ each patch checks that the attributes it replaces still exist (`require`).
 - sfn_executions: StartExecution after a first execution, and without a name.
 - sfn_credentials: the Step Functions engine calls AWS with its role's credentials, not "ak".
 - iam_enforcement: every request is authorised by the stack's IAM decision (local.iam) first.
+- s3_mirror: observers of every object stored or deleted (the stack mirrors them to disk).
 """
 
 from __future__ import annotations
@@ -43,9 +44,17 @@ def install() -> None:
             f"moto {installed} is installed but local/moto_patches/ was written for moto {REVIEWED_MOTO}: "
             "install the version pyproject.toml pins, or review each patch and update REVIEWED_MOTO"
         )
-    from local.moto_patches import dynamodb, iam_enforcement, sfn_credentials, sfn_executions, sfn_sdk
+    from local.moto_patches import (
+        dynamodb,
+        iam_enforcement,
+        s3_mirror,
+        sfn_credentials,
+        sfn_executions,
+        sfn_sdk,
+    )
 
     dynamodb.install()
+    s3_mirror.install()
     sfn_sdk.install()
     sfn_executions.install()
     sfn_credentials.install()

@@ -11,23 +11,47 @@ Three gaps matter to the serving path, which writes from many threads at once:
 - moto ignores TransactWriteItems' ClientRequestToken. DynamoDB makes the call idempotent for
   10 minutes: a repeat of a call that succeeded returns success without applying it again, the
   same token with other items is an IdempotentParameterMismatchException.
+- A request whose client already gave up (botocore's read timeout closed the connection) still
+  waited for the lock and then ran: under load every timed-out attempt and its retry both ran,
+  so the queue behind the lock grew faster than it drained and the functions' 2 s timeouts
+  expired in a cascade (503s in the simulation test, 500s under CPU load). Waiting for the
+  lock now checks the client (waitress' client_disconnected; the stack's server looks ahead for
+  it) and drops a request nobody waits for. DynamoDB gives no guarantee either way for a
+  request whose answer was lost; the functions retry with the same ClientRequestToken.
+- moto keeps tables in memory only. `observe_writes` lets the stack journal every write request
+  as it is answered (local/sam/persistence.py), inside the same lock, so the journal's order is
+  the order DynamoDB applied them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from local.moto_patches import require
 
 LOCK = threading.RLock()
+WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 TOKEN_SECONDS = 600
 _tokens: dict[str, tuple[str, float]] = {}  # ClientRequestToken -> (items fingerprint, when)
+_observers: list[Callable[[Any, str, dict], None]] = []
 _installed = False
+
+
+def observe_writes(callback: Callable[[Any, str, dict], None]) -> None:
+    """callback(backend, action, request body) after each write request, under the lock."""
+    _observers.append(callback)
+
+
+def stop_observing(callback: Callable[[Any, str, dict], None]) -> None:
+    with contextlib.suppress(ValueError):
+        _observers.remove(callback)
 
 
 def install() -> None:
@@ -38,18 +62,41 @@ def install() -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
 
-    require(DynamoHandler, "call_action", "transact_write_items")
+    require(DynamoHandler, "call_action", "transact_write_items", "get_endpoint_name", "dynamodb_backend")
     require(DynamoDBBackend, "transact_write_items")
     original_call = DynamoHandler.call_action
 
     def call_action(self: Any) -> Any:
-        with LOCK:
-            return original_call(self)
+        gone = _client_gone()
+        while not LOCK.acquire(timeout=0.05):
+            if gone():
+                return 500, {}, '{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'
+        try:
+            result = original_call(self)
+            if _observers:
+                action = self.get_endpoint_name(self.headers)
+                if action in WRITE_ACTIONS:
+                    for callback in list(_observers):
+                        callback(self.dynamodb_backend, action, self.body)
+            return result
+        finally:
+            LOCK.release()
 
     DynamoHandler.call_action = call_action
     DynamoHandler.transact_write_items = _idempotent(DynamoHandler.transact_write_items)
     DynamoDBBackend.transact_write_items = transact_write_items
     _installed = True
+
+
+def _client_gone() -> Callable[[], bool]:
+    """True once the HTTP client of the current request has disconnected (in-process: never)."""
+    from flask import has_request_context, request
+
+    if has_request_context():
+        check = request.environ.get("waitress.client_disconnected")
+        if check is not None:
+            return check
+    return lambda: False
 
 
 def _idempotent(handler):

@@ -33,7 +33,7 @@ class EngineProcess:
         log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [sys.executable, "-m", "local.personalize", "--host", self.host, "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+             "--data-dir", str(self.data_dir), "--exit-with-parent"],
             cwd=Path(__file__).resolve().parents[2],
             env={**os.environ, **self.env},
             stdout=log,
@@ -65,7 +65,7 @@ class EngineProcess:
             return
         process.terminate()  # the engine saves nothing on exit: its store writes through
         try:
-            process.wait(15)
+            process.wait(3)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -104,7 +104,7 @@ class RunningStack:
         self.stop()
 
     def stop(self) -> int | None:
-        """SIGTERM (as Ctrl-C would): the stack snapshots its state and exits."""
+        """SIGTERM (as Ctrl-C would): the stack stops its parts and exits (its state is on disk)."""
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else None
         self.process.send_signal(signal.SIGTERM)

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import boto3
 import pytest
@@ -25,16 +26,17 @@ pytest_plugins = ["tests.plugins.personalize_engine"]
 pytestmark = pytest.mark.integration
 
 
-def raw(url: str, path: str, body: bytes, target: str | None = None) -> tuple[int, dict, dict]:
+def raw(url: str, path: str, body: bytes, target: str | None = None) -> tuple[int, Any, dict]:
+    """(status, headers: looked up case-insensitively as HTTP defines them, JSON body)."""
     headers = {"Content-Type": "application/x-amz-json-1.1" if target else "application/json"}
     if target:
         headers["X-Amz-Target"] = target
     request = urllib.request.Request(url + path, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), json.loads(response.read() or b"{}")
+            return response.status, response.headers, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), json.loads(exc.read() or b"{}")
+        return exc.code, exc.headers, json.loads(exc.read() or b"{}")
 
 
 @pytest.fixture(scope="module")
