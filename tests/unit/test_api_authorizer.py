@@ -285,7 +285,7 @@ class Runner:
             )
         }
 
-    def invoke(self, name, event):
+    def invoke(self, name, event, wait=None):
         self.calls.append(event)
         return True, {"statusCode": 200, "body": "{}"}
 
