@@ -66,7 +66,7 @@ class Catalog:
     """Items the model knows, in a fixed order (index = column of every score vector)."""
 
     item_ids: np.ndarray  # str
-    created: np.ndarray  # float64 epoch seconds, NaN when the items data has no CREATION_TIMESTAMP
+    created: np.ndarray  # float64 epoch seconds: CREATION_TIMESTAMP, else first interaction, else NaN
     counts: np.ndarray  # float64 interactions per item in the training data
     meta: dict[str, np.ndarray] = field(default_factory=dict)  # column -> str values ("" when missing)
     index: dict[str, int] = field(init=False, repr=False)
@@ -94,6 +94,11 @@ class Catalog:
         catalog.counts = np.bincount(codes, minlength=len(ids)).astype(np.float64)
         if items is not None:
             catalog._attach_metadata(items)
+        # An item's age: its CREATION_TIMESTAMP, "or, if creation timestamp data is missing, item
+        # interactions data" (Personalize, create-recommender-configure-exploration.html): its first event.
+        first = np.full(len(ids), np.nan)
+        np.fmin.at(first, codes.astype(np.int64), events["TIMESTAMP"].to_numpy(np.float64))
+        catalog.created = np.where(np.isnan(catalog.created), first, catalog.created)
         return catalog
 
     def _attach_metadata(self, items: pd.DataFrame) -> None:

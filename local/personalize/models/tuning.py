@@ -51,9 +51,7 @@ def holdout_latest(history, n_items: int, seed: int, user_frac=TUNING_USER_FRAC,
     # History rows are sorted by user, so the kept events are the CSR arrays as they stand.
     users = np.repeat(np.arange(len(counts)), counts)[keep]
     fit_indptr = np.searchsorted(users, np.arange(len(counts) + 1)).astype(np.int64)
-    fit = sp.csr_matrix(
-        (np.log2(1.0 + weights[keep]), items[keep], fit_indptr), shape=(len(counts), n_items)
-    )
+    fit = sp.csr_matrix((np.log2(1.0 + weights[keep]), items[keep], fit_indptr), shape=(len(counts), n_items))
     return Holdout(fit, ts[keep], profiles, targets)
 
 
