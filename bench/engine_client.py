@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import subprocess
@@ -40,6 +41,8 @@ class EngineSession(contextlib.ExitStack):
     def __enter__(self):
         super().__enter__()
         from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
 
         s3_port, engine_port = free_port(), free_port()
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)

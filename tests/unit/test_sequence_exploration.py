@@ -25,7 +25,9 @@ def drifting_interactions(n_users=80, per_phase=10, seed=0) -> pd.DataFrame:
         phases = ["abcd"[u % 4], "abcd"[(u + 1) % 4]]
         for p, group in enumerate(phases):
             for k, i in enumerate(rng.choice(30, size=per_phase, replace=False)):
-                rows.append((f"u{u}", f"{group}{i}", T0 + u * 3600 + (p * per_phase + k) * 60, "click", np.nan))
+                rows.append(
+                    (f"u{u}", f"{group}{i}", T0 + u * 3600 + (p * per_phase + k) * 60, "click", np.nan)
+                )
     return pd.DataFrame(rows, columns=["USER_ID", "ITEM_ID", "TIMESTAMP", "EVENT_TYPE", "EVENT_VALUE"])
 
 
@@ -45,7 +47,9 @@ def test_tuning_on_the_hold_out_chooses_order_awareness_when_taste_drifts():
     ndcg = "normalized_discounted_cumulative_gain_at_10"
     assert metrics[ndcg] > 1.2 * plain_metrics[ndcg]
     # u0 went a→b: the latest phase leads.
-    assert group_share(get_recommendations(model, user_id="u0", num_results=10, campaign_config={}), "b") >= 0.8
+    assert (
+        group_share(get_recommendations(model, user_id="u0", num_results=10, campaign_config={}), "b") >= 0.8
+    )
 
 
 def test_the_same_items_in_another_order_give_another_list():
@@ -113,7 +117,9 @@ def test_exploration_only_touches_items_younger_than_the_cut_off():
 
 
 def test_a_catalogue_without_young_items_loses_nothing_to_exploration():
-    model, _ = train("aws-user-personalization", items=planted_items({"old_rare": ("GroupA", T0 - 400 * DAY)}))
+    model, _ = train(
+        "aws-user-personalization", items=planted_items({"old_rare": ("GroupA", T0 - 400 * DAY)})
+    )
     for user in ("u1", "u40"):
         weighted = {"itemExplorationConfig": {"explorationWeight": "0.3"}}
         assert get_recommendations(model, user_id=user, num_results=25, campaign_config=weighted) == (

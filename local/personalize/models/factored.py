@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import solve_triangular
 
-POWER_ITERATIONS = 4
+POWER_ITERATIONS = 3
 OVERSAMPLING = 16
 
 
@@ -30,15 +31,16 @@ class Factors:
 
     def scorer(self, lam: float):
         """x ↦ x·B for a (sparse or dense) batch of user rows."""
-        d = self.shrink(lam)
+        d = self.shrink(lam).astype(np.float32)
         h_diag = np.einsum("ik,ik,k->i", self.V, self.V, d)
         scale = 1.0 / np.maximum(1.0 - h_diag, 1e-6)
 
         def score(X) -> np.ndarray:
-            dense = X.toarray() if sp.issparse(X) else np.atleast_2d(X)
-            projected = (X @ self.V) * d if sp.issparse(X) else (dense @ self.V) * d
-            full = np.asarray(projected @ self.V.T, dtype=np.float64)
-            return (full - dense * h_diag) * scale  # B has a zero diagonal
+            # float32 throughout: a mixed-precision product would copy V to float64 on every call.
+            X = sp.csr_matrix(X, dtype=np.float32)
+            full = np.asarray((X @ self.V) * d) @ self.V.T
+            full -= X.toarray() * h_diag  # B has a zero diagonal
+            return (full * scale).astype(np.float64)
 
         return score
 
@@ -48,13 +50,29 @@ def randomized_svd(X: sp.csr_matrix, k: int, seed: int = 0) -> Factors:
     n = X.shape[1]
     k = max(1, min(k, min(X.shape) - 1))
     rng = np.random.default_rng(seed)
-    X = X.astype(np.float32)
-    Q = np.linalg.qr(X @ rng.standard_normal((n, k + OVERSAMPLING), dtype=np.float32))[0]
+    X = X.astype(np.float64)
+    Q = orthonormal(X @ rng.standard_normal((n, min(k + OVERSAMPLING, min(X.shape)))))
     for _ in range(POWER_ITERATIONS):  # power iterations sharpen the spectrum of a flat-tailed X
-        Z = np.linalg.qr(X.T @ Q)[0]
-        Q = np.linalg.qr(X @ Z)[0]
-    _, s, vt = np.linalg.svd(np.asarray(X.T @ Q).T, full_matrices=False)  # of QᵀX, (k+p) × n
-    return Factors(np.ascontiguousarray(vt[:k].T, dtype=np.float32), s[:k].astype(np.float64))
+        Q = orthonormal(X @ orthonormal(X.T @ Q))
+    small = np.asarray(X.T @ Q).T  # QᵀX, (k+p) × n: its SVD from the (k+p)² eigenproblem
+    evals, U = np.linalg.eigh(small @ small.T)
+    top = np.argsort(evals)[::-1][:k]
+    s = np.sqrt(np.maximum(evals[top], 1e-12))
+    V = (small.T @ U[:, top]) / s[None, :]
+    return Factors(np.ascontiguousarray(V, dtype=np.float32), s)
+
+
+def orthonormal(A: np.ndarray) -> np.ndarray:
+    """An orthonormal basis of A's columns by Cholesky QR, twice (CholeskyQR2, Fukaya et al. 2014):
+    only matrix products, several times faster than Householder QR on tall matrices, and the second
+    pass restores orthogonality to machine precision. Falls back to QR if AᵀA is singular."""
+    for _ in range(2):
+        try:
+            R = np.linalg.cholesky(A.T @ A)
+        except np.linalg.LinAlgError:
+            return np.linalg.qr(A)[0]
+        A = solve_triangular(R, A.T, lower=True, check_finite=False).T
+    return A
 
 
 def extend(factors: Factors, cross: np.ndarray) -> np.ndarray:

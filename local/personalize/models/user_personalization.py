@@ -40,7 +40,7 @@ from local.personalize.models.tuning import holdout_latest, score_profiles, tune
 EASE_MAX_ITEMS = 3000
 METADATA_WEIGHT = 0.05  # best of 0.02-0.2 on the sample and ML-100k
 LAMBDA_GRID = (2.0, 4.0, 8.0)  # × mean item popularity (the scale of diag XᵀX); ML-100k picks 4
-FACTORS = 256
+FACTORS = 192
 TUNING_SEED = 7
 # Hyperparameters that pin a tuned setting (algorithmHyperParameters, strings as Personalize takes them).
 FIXED_SETTINGS = {"lambda": "lambda", "sequenceHalfLife": "half_life", "markovWeight": "markov_weight"}
