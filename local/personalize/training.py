@@ -71,7 +71,7 @@ def train_solution_version(
 
     split = personalize_split(events, seed=EVAL_SEED)
     probe = _build(model_class, recipe, split.train, data, config)
-    catalogue = len(set(events["ITEM_ID"]) | set(_item_ids(data.items)))
+    catalogue = len(set(events["ITEM_ID"].unique().tolist()) | set(_item_ids(data.items)))
     metrics = evaluate(probe, split, catalogue)
     model = _build(model_class, recipe, events, data, config, preset=probe)
     model.metrics = metrics

@@ -42,19 +42,11 @@ class SequenceParams:
         return cls(**raw) if raw else cls(half_life=0.0, markov_weight=0.0)
 
 
-def chronological(items, weights, ts) -> tuple[np.ndarray, np.ndarray]:
-    """Item indices and weights of one user's events, oldest first (ties keep input order, so
-    events folded in after training come after the trained ones)."""
-    order = np.argsort(np.asarray(ts, dtype=np.float64), kind="stable")
-    return np.asarray(items, dtype=np.int64)[order], np.asarray(weights, dtype=np.float64)[order]
-
-
-def position_weights(length: int, half_life: float, floor: float) -> np.ndarray:
-    """Recency weight of each position of a sequence of `length` events, oldest first."""
+def position_weights(age: np.ndarray, half_life: float, floor: float) -> np.ndarray:
+    """Recency weight of events `age` positions before a user's latest one (0 = the latest)."""
     if half_life <= 0:
-        return np.ones(length)
-    age = np.arange(length - 1, -1, -1, dtype=np.float64)
-    return floor + (1.0 - floor) * np.power(0.5, age / half_life)
+        return np.ones(len(age))
+    return floor + (1.0 - floor) * np.power(0.5, np.asarray(age, dtype=np.float64) / half_life)
 
 
 def profile_rows(
@@ -62,35 +54,29 @@ def profile_rows(
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """For a batch of user histories (items, weights, timestamps): X, the recency-weighted history
     (log2(1 + summed event weights) × the recency of the item's latest event), and M, the weights
-    of the last events for the next-item term."""
-    x_rows, x_cols, x_vals, m_rows, m_cols, m_vals = [], [], [], [], [], []
-    for row, (items, weights, ts) in enumerate(profiles):
-        items, weights = chronological(items, weights, ts)
-        if len(items) == 0:
-            continue
-        unique, inverse = np.unique(items, return_inverse=True)
-        recency = np.zeros(len(unique))
-        np.maximum.at(recency, inverse, position_weights(len(items), params.half_life, params.floor))
-        total = np.bincount(inverse, weights=weights, minlength=len(unique))
-        x_rows.append(np.full(len(unique), row))
-        x_cols.append(unique)
-        x_vals.append(np.log2(1.0 + np.maximum(total, 0.0)) * recency)
-        last = items[-MARKOV_DEPTH:]
-        m_rows.append(np.full(len(last), row))
-        m_cols.append(last)
-        m_vals.append(position_weights(len(last), params.markov_half_life, 0.0))
+    of the last MARKOV_DEPTH events for the next-item term. Vectorised over the batch."""
     shape = (len(profiles), n_items)
-    return _csr(x_rows, x_cols, x_vals, shape), _csr(m_rows, m_cols, m_vals, shape)
-
-
-def _csr(rows, cols, vals, shape) -> sp.csr_matrix:
-    if not rows:
-        return sp.csr_matrix(shape, dtype=np.float64)
-    matrix = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=shape, dtype=np.float64
+    lengths = np.array([len(p[0]) for p in profiles], dtype=np.int64)
+    if lengths.sum() == 0:
+        return sp.csr_matrix(shape), sp.csr_matrix(shape)
+    rows = np.repeat(np.arange(len(profiles)), lengths)
+    items = np.concatenate([np.asarray(p[0], dtype=np.int64) for p in profiles])
+    weights = np.concatenate([np.asarray(p[1], dtype=np.float64) for p in profiles])
+    ts = np.concatenate([np.asarray(p[2], dtype=np.float64) for p in profiles])
+    order = np.lexsort((ts, rows))  # stable: ties keep input order (folded-in events come last)
+    rows, items, weights = rows[order], items[order], weights[order]
+    age = np.cumsum(lengths)[rows] - 1 - np.arange(len(rows))  # 0 = the user's latest event
+    keys, inverse = np.unique(rows * n_items + items, return_inverse=True)
+    recency = np.zeros(len(keys))
+    np.maximum.at(recency, inverse, position_weights(age, params.half_life, params.floor))
+    total = np.maximum(np.bincount(inverse, weights=weights), 0.0)
+    X = sp.csr_matrix((np.log2(1.0 + total) * recency, (keys // n_items, keys % n_items)), shape=shape)
+    last = age < MARKOV_DEPTH
+    M = sp.csr_matrix(
+        (position_weights(age[last], params.markov_half_life, 0.0), (rows[last], items[last])), shape=shape
     )
-    matrix.sum_duplicates()  # an item twice among the last events adds up
-    return matrix
+    M.sum_duplicates()  # an item twice among the last events adds up
+    return X, M
 
 
 def transition_matrix(indptr: np.ndarray, items: np.ndarray, ts: np.ndarray, n_items: int) -> sp.csr_matrix:

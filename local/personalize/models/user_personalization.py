@@ -39,7 +39,7 @@ from local.personalize.models.tuning import holdout_latest, score_profiles, tune
 # factored EASE keeps memory at n × FACTORS (measured on the scaling data in bench/bench_engine.py).
 EASE_MAX_ITEMS = 3000
 METADATA_WEIGHT = 0.05  # best of 0.02-0.2 on the sample and ML-100k
-LAMBDA_GRID = (2.0, 4.0, 8.0)  # × mean item popularity (the scale of diag XᵀX); ML-100k picks 4
+LAMBDA_GRID = (3.0, 6.0, 12.0)  # × mean item popularity (the scale of diag XᵀX); ML-100k picks 3-6
 FACTORS = 192
 TUNING_SEED = 7
 # Hyperparameters that pin a tuned setting (algorithmHyperParameters, strings as Personalize takes them).
@@ -144,17 +144,23 @@ class UserPersonalizationModel(Model):
 
     # --- scoring ----------------------------------------------------------------------------------
     def item_scores_for_profile(self, items, weights, ts) -> np.ndarray:
+        return self.item_scores_for_profiles([(items, weights, ts)])[0]
+
+    def item_scores_for_profiles(self, profiles) -> np.ndarray:
+        """Scores of every item for a batch of histories (items, weights, timestamps), one row each."""
         popularity = self.catalog.counts / max(self.catalog.counts.max(), 1.0)
-        if len(items) == 0:
-            return popularity * 1e-3  # cold user: popularity
-        weights = np.asarray(weights, dtype=np.float64)
         half_life = hyper(self.config, "profileHalfLifeDays", 0.0)  # optional decay by age, on top
-        if half_life > 0 and len(ts):
-            ts = np.asarray(ts, dtype=np.float64)
-            weights = weights * np.power(0.5, (ts.max() - ts) / SECONDS_PER_DAY / half_life)
-        profile = [(np.asarray(items), weights, np.asarray(ts, dtype=np.float64))]
-        scores = score_profiles(self._base_scores, self.T, profile, len(self.catalog), self.seq)[0]
-        # A tiny popularity prior breaks ties among items the history says nothing about.
+        prepared = []
+        for items, weights, ts in profiles:
+            weights, ts = np.asarray(weights, dtype=np.float64), np.asarray(ts, dtype=np.float64)
+            if half_life > 0 and len(ts):
+                weights = weights * np.power(0.5, (ts.max() - ts) / SECONDS_PER_DAY / half_life)
+            prepared.append((np.asarray(items, dtype=np.int64), weights, ts))
+        scores = score_profiles(self._base_scores, self.T, prepared, len(self.catalog), self.seq)
+        # A tiny popularity prior breaks ties among items the history says nothing about; a user
+        # without history (cold) gets popularity.
+        cold = np.array([len(p[0]) == 0 for p in prepared])
+        scores[cold] = popularity * 1e-3
         return scores + popularity * 1e-6
 
     def _base_scores(self, rows: sp.csr_matrix) -> np.ndarray:
