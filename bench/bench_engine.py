@@ -11,7 +11,8 @@ baselines (bench/baselines.py: EASE λ=100 and λ=500, item-kNN, popularity) tra
 Also: the fold-in shift (share of horror films in the top 25 of users without horror history,
 before/after 5 PutEvents of popular horror films), FULL training time, and the large-catalogue
 figures on the generated scaling data (20,000 items; peak memory of the training process).
-Run: `python -m bench engine` (add `--quick` for 2 seeds and smaller scaling data).
+Run: `OPENBLAS_NUM_THREADS=1 python -m bench engine` (add `--quick` for 2 seeds, no order-ignored
+ablation and smaller scaling data); one BLAS thread keeps timings sane on a shared machine.
 """
 
 from __future__ import annotations
