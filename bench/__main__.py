@@ -1,6 +1,7 @@
 """Run every benchmark (bench/bench_*.py, each with a main()) and print its figures.
 
-`python -m bench` runs all; `python -m bench engine serving` runs the named ones.
+`python -m bench` runs all; `python -m bench engine serving` runs the named ones; options
+(`--quick`) are left for the benchmarks to read from sys.argv.
 """
 
 import importlib
@@ -13,7 +14,8 @@ import bench
 
 def main(argv: list[str]) -> int:
     names = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
-    wanted = [n for n in names if not argv or n.removeprefix("bench_") in argv]
+    chosen = [a for a in argv if not a.startswith("--")]
+    wanted = [n for n in names if not chosen or n.removeprefix("bench_") in chosen]
     for name in wanted:
         print(f"\n=== {name} ===", flush=True)
         start = time.perf_counter()

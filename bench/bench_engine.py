@@ -1,13 +1,18 @@
-"""Local Personalize engine: quality, training time, latency, memory and scaling (prints figures).
+"""Local Personalize engine: quality, sequence awareness, exploration, training time, latency,
+memory and scaling (prints figures, as ratios to baselines measured in the same run).
 
 Quality on MovieLens-100k with Personalize's documented hold-out (a random 10% of users; the
-latest 10% of each one's interactions are the targets, the rest the input), averaged over
-several split seeds, all measured in this run:
-  engine  = aws-user-personalization as trained by local.personalize.training
-  EASE    = an independent, minimal closed-form EASE (binary matrix, λ = 500 as commonly used)
-  popularity = aws-popularity-count as Personalize serves it (one list for all) and, stricter,
-               the same list without the items each user already interacted with.
-Run: `python -m bench engine` (or `python -m bench.bench_engine`).
+latest 10% of each one's interactions are the targets, the rest the input), several split seeds.
+The engine is driven through boto3 only (bench/engine_client.py): every seed imports the data it
+may see (all interactions but the targets, plus the items dataset) into a dataset group, trains a
+FULL aws-user-personalization solution version and creates a campaign with the DEFAULT
+configuration (explorationWeight 0.3), then asks GetRecommendations for every test user. The
+baselines (bench/baselines.py: EASE λ=100 and λ=500, item-kNN, popularity) train on the same data.
+Also: the fold-in shift (share of horror films in the top 25 of users without horror history,
+before/after 5 PutEvents of popular horror films), FULL training time, and the large-catalogue
+figures on the generated scaling data (20,000 items; peak memory of the training process).
+Run: `OPENBLAS_NUM_THREADS=1 python -m bench engine` (add `--quick` for 2 seeds, no order-ignored
+ablation and smaller scaling data); one BLAS thread keeps timings sane on a shared machine.
 """
 
 from __future__ import annotations
@@ -25,17 +30,13 @@ import tracemalloc
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-from local.personalize.evaluation import personalize_split, ranking_metrics, top_indices
 from local.personalize.models import load_model
 from local.personalize.serving import get_recommendations
-from local.personalize.training import RECIPES, TrainingData, normalise, train_solution_version
+from local.personalize.training import RECIPES, TrainingData, train_solution_version
 
 DATA_DIR = pathlib.Path(__file__).resolve().parents[1] / ".data" / "ml-100k"
 SEEDS = (42, 1, 2, 3, 4)
-EASE_LAMBDA = 500.0
-NDCG = "normalized_discounted_cumulative_gain_at_10"
 
 
 def load_movielens() -> TrainingData | None:
@@ -65,99 +66,6 @@ def load_movielens() -> TrainingData | None:
         {"ITEM_ID": items["item_id"].astype(str), "GENRES": items["class"].fillna("").str.replace(" ", "|")}
     )
     return TrainingData(interactions, items, None)
-
-
-# --- independent baselines ----------------------------------------------------------------------------
-def ease_baseline_lists(split, lam: float) -> dict[str, list[str]]:
-    """Textbook EASE (Steck 2019) on the binary training matrix; input items are excluded."""
-    train = split.train
-    item_ids = np.array(sorted(set(train["ITEM_ID"])))
-    col = {item: j for j, item in enumerate(item_ids)}
-    users = {u: i for i, u in enumerate(sorted(set(train["USER_ID"])))}
-    pairs = train[["USER_ID", "ITEM_ID"]].drop_duplicates()
-    X = sp.csr_matrix(
-        (np.ones(len(pairs)), (pairs["USER_ID"].map(users), pairs["ITEM_ID"].map(col))),
-        shape=(len(users), len(col)),
-    )
-    G = (X.T @ X).toarray() + lam * np.eye(len(col))
-    P = np.linalg.inv(G)
-    B = P / -np.diag(P)
-    np.fill_diagonal(B, 0.0)
-    lists = {}
-    for user in split.targets:
-        seen = [
-            col[i] for i in split.test_input.loc[split.test_input["USER_ID"] == user, "ITEM_ID"] if i in col
-        ]
-        x = np.zeros(len(col))
-        x[seen] = 1.0
-        scores = x @ B
-        scores[seen] = -np.inf
-        lists[user] = item_ids[top_indices(scores, 25)].tolist()
-    return lists
-
-
-def popularity_lists(split, exclude_seen: bool) -> dict[str, list[str]]:
-    counts = split.train["ITEM_ID"].value_counts()
-    lists = {}
-    for user in split.targets:
-        seen = (
-            set(split.test_input.loc[split.test_input["USER_ID"] == user, "ITEM_ID"])
-            if exclude_seen
-            else set()
-        )
-        lists[user] = [i for i in counts.index[: 25 + len(seen)] if i not in seen][:25]
-    return lists
-
-
-def engine_lists(split, data: TrainingData) -> dict[str, list[str]]:
-    from local.personalize.evaluation import recommend_for_test_users
-    from local.personalize.models.user_personalization import UserPersonalizationModel
-
-    model = UserPersonalizationModel.from_events(
-        "aws-user-personalization", "USER_PERSONALIZATION", split.train, data.items, None, {}
-    ).fit(split.train)
-    return recommend_for_test_users(model, split)
-
-
-def quality(data: TrainingData) -> None:
-    events = normalise(data.interactions)
-    catalogue = len(set(events["ITEM_ID"]) | set(data.items["ITEM_ID"]))
-    rows = {"engine": [], "EASE λ=500": [], "popularity-count": [], "popularity, seen excluded": []}
-    for seed in SEEDS:
-        split = personalize_split(events, seed=seed)
-        for name, lists in (
-            ("engine", engine_lists(split, data)),
-            ("EASE λ=500", ease_baseline_lists(split, EASE_LAMBDA)),
-            ("popularity-count", popularity_lists(split, exclude_seen=False)),
-            ("popularity, seen excluded", popularity_lists(split, exclude_seen=True)),
-        ):
-            rows[name].append(ranking_metrics(lists, split.targets, catalogue))
-    print(
-        f"\nQuality on ML-100k, Personalize-style hold-out, mean over split seeds {SEEDS} (±sd of the seeds):"
-    )
-    print(f"  {'model':28s} {'NDCG@10':>16s} {'precision@10':>13s} {'MRR@25':>8s} {'coverage':>9s}")
-    means = {}
-    for name, results in rows.items():
-        ndcg = [r[NDCG] for r in results]
-        means[name] = statistics.mean(ndcg)
-        print(
-            f"  {name:28s} {means[name]:8.4f} ±{statistics.stdev(ndcg):.4f} "
-            f"{statistics.mean(r['precision_at_10'] for r in results):13.4f} "
-            f"{statistics.mean(r['mean_reciprocal_rank_at_25'] for r in results):8.4f} "
-            f"{statistics.mean(r['coverage'] for r in results):9.4f}"
-        )
-    engine = means["engine"]
-    print(f"  engine / EASE                 = {engine / means['EASE λ=500']:.3f}  (target ≥ 1)")
-    print(f"  engine / popularity-count     = {engine / means['popularity-count']:.2f}  (target ≥ 2)")
-    print(f"  engine / popularity, excluded = {engine / means['popularity, seen excluded']:.2f}")
-    wins = sum(e[NDCG] >= b[NDCG] for e, b in zip(rows["engine"], rows["EASE λ=500"], strict=True))
-    print(f"  engine ≥ EASE on {wins}/{len(SEEDS)} seeds")
-    print(
-        "  Published numbers: no ML-100k result under Personalize's hold-out was found to cite. The closest\n"
-        "  protocol found (disjoint test users, chronological query/target split) is on ML-1M, not ML-100k:\n"
-        "  ItemPop NDCG@10 0.071, EASE 0.123 (README of GitHub ivoryRabbit/RecSys) — the same EASE/popularity\n"
-        "  ordering; absolute values are not comparable across datasets and protocols."
-    )
 
 
 # --- training time, latency, memory ----------------------------------------------------------------------
@@ -452,23 +360,23 @@ def scaling() -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         print(f"  {n:12d} {seconds:8.2f} {peak / 1e6:20.0f} {seconds / (n / 100_000):11.2f}")
-    data = synthetic(300_000, 12_000)
-    start = time.perf_counter()
-    model, _ = train_solution_version("aws-user-personalization", data, {}, "FULL", None)
-    print(
-        f"  large catalogue: 300000 interactions × 12000 items -> method {model.method}, "
-        f"{time.perf_counter() - start:.2f} s"
-    )
+    # Large catalogues (factored EASE): see engine_quality.large_catalogue.
 
 
 def main() -> None:
+    from bench import engine_quality as q
+
+    quick = "--quick" in sys.argv
     data = load_movielens()
     if data is None:
         return
-    print(f"Recipes: {', '.join(RECIPES)}")
-    quality(data)
-    training_and_serving(data)
-    scaling()
+    print(f"Recipes: {', '.join(RECIPES)}" + ("  (--quick)" if quick else ""))
+    q.campaign_quality(data, SEEDS[:2] if quick else SEEDS, ablation=not quick)
+    q.full_training_time(data)
+    q.large_catalogue(quick)
+    if not quick:
+        training_and_serving(data)
+        scaling()
 
 
 if __name__ == "__main__":

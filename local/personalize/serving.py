@@ -6,23 +6,21 @@ and they sum to at most 1 over the list (exactly 1 over all candidates). Raw sco
 standardised (divided by their standard deviation over candidates) so the softmax temperature
 does not depend on the scale of a model's scores. For ranking, the softmax runs over the input list.
 
-Exploration (USER_PERSONALIZATION only): campaignConfig itemExplorationConfig explorationWeight
-(default 0.3) is the share of the list given to cold items: items created within
-explorationItemAgeCutOff days (default 30) of the newest event the model has seen, or with at
-most COLD_INTERACTIONS interactions. They take every (1/weight)-th slot, best-scored first.
+Exploration (USER_PERSONALIZATION only, exploration.py): items younger than
+explorationItemAgeCutOff are weighed into the ranking by explorationWeight; the scores are the
+softmax of the ranking scores.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from local.personalize import exploration
 from local.personalize.evaluation import top_indices
 from local.personalize.filters import CompiledFilter, FilterError, compile_filter
-from local.personalize.models.base import SECONDS_PER_DAY
 
 MAX_RESULTS = 500
 MAX_INPUT_LIST = 500
-COLD_INTERACTIONS = 2
 SOFTMAX_SCALE = 2.0
 
 
@@ -65,10 +63,13 @@ def get_recommendations(
     if allowed is not None:
         scores[~allowed] = -np.inf
 
+    if kind == "USER_PERSONALIZATION":
+        try:
+            scores = exploration.rank_scores(scores, model.catalog, model.now, campaign_config)
+        except exploration.ExplorationConfigError as exc:
+            raise RequestError(str(exc)) from exc
     probabilities = softmax(scores)
     top = top_indices(scores, num_results)
-    if kind == "USER_PERSONALIZATION":
-        top = _explore(model, scores, top, num_results, campaign_config)
     return [
         {"itemId": str(model.catalog.item_ids[i]), "score": round(float(probabilities[i]), 7)} for i in top
     ]
@@ -135,35 +136,3 @@ def _filter_mask(model, filter, filter_values, user_id, item_id):
         return compiled.allowed(model, user_id=user_id, item_id=item_id, filter_values=filter_values)
     except FilterError as exc:
         raise RequestError(str(exc)) from exc
-
-
-def _explore(model, scores, top, num_results, campaign_config) -> np.ndarray:
-    config = (campaign_config or {}).get("itemExplorationConfig") or {}
-    try:
-        weight = float(config.get("explorationWeight", 0.3))
-        cutoff_days = float(config.get("explorationItemAgeCutOff", 30))
-    except ValueError:
-        raise RequestError("itemExplorationConfig values must be numbers.") from None
-    if not 0.0 <= weight <= 1.0:
-        raise RequestError("explorationWeight must be between 0 and 1.")
-    slots = round(weight * num_results)
-    if slots == 0:
-        return top
-    catalog = model.catalog
-    young = (model.now - catalog.created) <= cutoff_days * SECONDS_PER_DAY  # NaN (no timestamp) -> False
-    cold = (young | (catalog.counts <= COLD_INTERACTIONS)) & np.isfinite(scores)
-    cold_ranked = top_indices(np.where(cold, scores, -np.inf), slots).tolist()
-    if not cold_ranked:
-        return top
-    warm = [i for i in top if not cold[i]]
-    merged, step = [], max(1, round(1 / weight))
-    cold_iter, warm_iter = iter(cold_ranked), iter(warm)
-    for position in range(num_results):
-        source = cold_iter if (position + 1) % step == 0 else warm_iter
-        pick = next(source, None)
-        if pick is None:
-            pick = next(warm_iter if source is cold_iter else cold_iter, None)
-        if pick is None:
-            break
-        merged.append(pick)
-    return np.array(merged, dtype=np.int64)

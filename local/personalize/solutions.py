@@ -308,8 +308,14 @@ def _train(engine, version: dict) -> tuple[dict, int, dict]:
     model.save(staging)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(staging, target)
-    # The ridge strength chosen on the hold-out (user-personalization), reported like HPO's result.
+    # The settings chosen on the hold-out (user-personalization), reported like HPO's result; the same
+    # names in algorithmHyperParameters pin them.
     tuned = {"lambda": f"{model.lam:g}"} if getattr(model, "lam", 0) else {}
+    if getattr(model, "seq", None) is not None:
+        tuned |= {
+            "sequenceHalfLife": f"{model.seq.half_life:g}",
+            "markovWeight": f"{model.seq.markov_weight:g}",
+        }
     return {k: float(v) for k, v in metrics.items()}, events_seen, tuned
 
 

@@ -71,7 +71,7 @@ def train_solution_version(
 
     split = personalize_split(events, seed=EVAL_SEED)
     probe = _build(model_class, recipe, split.train, data, config)
-    catalogue = len(set(events["ITEM_ID"]) | set(_item_ids(data.items)))
+    catalogue = len(set(events["ITEM_ID"].unique().tolist()) | set(_item_ids(data.items)))
     metrics = evaluate(probe, split, catalogue)
     model = _build(model_class, recipe, events, data, config, preset=probe)
     model.metrics = metrics
@@ -80,8 +80,8 @@ def train_solution_version(
 
 def _build(model_class, recipe, events, data, config, preset=None, previous=None) -> Model:
     model = model_class.from_events(recipe, RECIPES[recipe], events, data.items, data.users, config, previous)
-    if preset is not None and getattr(preset, "lam", 0):
-        model.preset_lambda = preset.lam  # tuned once, on the split
+    if preset is not None and hasattr(preset, "tuned_settings"):
+        model.preset = preset.tuned_settings()  # tuned once, on the split
     return model.fit(events, previous)
 
 

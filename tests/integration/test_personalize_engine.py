@@ -47,7 +47,9 @@ def test_resources_have_personalize_arns_and_statuses(engine, trained):
     version = p.describe_solution_version(solutionVersionArn=trained["version"])["solutionVersion"]
     assert version["solutionVersionArn"].startswith(trained["solution"] + "/")
     assert version["trainingMode"] == "FULL" and version["trainingHours"] > 0
-    assert float(version["tunedHPOParams"]["algorithmHyperParameters"]["lambda"]) > 0
+    tuned = version["tunedHPOParams"]["algorithmHyperParameters"]
+    assert float(tuned["lambda"]) > 0
+    assert float(tuned["sequenceHalfLife"]) >= 0 and 0 <= float(tuned["markovWeight"]) <= 1
     solution = p.describe_solution(solutionArn=trained["solution"])["solution"]
     assert solution["performAutoTraining"] is False and solution["performHPO"] is False
     assert solution["latestSolutionVersion"]["solutionVersionArn"] == trained["version"]

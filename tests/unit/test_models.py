@@ -235,12 +235,12 @@ def test_request_validation():
         )
 
 
-def test_large_catalogue_path_uses_svd_and_updates_new_items(monkeypatch):
+def test_large_catalogue_path_uses_factored_ease_and_updates_new_items(monkeypatch):
     import local.personalize.models.user_personalization as up
 
     monkeypatch.setattr(up, "EASE_MAX_ITEMS", 10)  # force the low-rank path on the small planted data
     model, _ = train("aws-user-personalization", config={"algorithmHyperParameters": {"factors": "4"}})
-    assert model.method == "svd" and model.B is None
+    assert model.method == "factored" and model.B is None
     assert all(
         i.startswith("a")
         for i in ids(get_recommendations(model, user_id="u2", num_results=5, campaign_config={}))
@@ -253,7 +253,7 @@ def test_large_catalogue_path_uses_svd_and_updates_new_items(monkeypatch):
     updated, _ = train(
         "aws-user-personalization", pd.concat([base, newcomers]), mode="UPDATE", previous=model
     )
-    assert updated.method == "svd" and updated.V.shape[0] == len(updated.catalog)
+    assert updated.method == "factored" and updated.factors.V.shape[0] == len(updated.catalog)
     ranking = ids(get_recommendations(updated, user_id="u41", num_results=40, campaign_config={}))
     assert ranking.index("b_new") < min(ranking.index(i) for i in ranking if i.startswith("a"))
 
