@@ -23,10 +23,8 @@ SERVICE_PRINCIPAL = "personalize.amazonaws.com"
 
 def created_arn(engine, operation: str, request: dict) -> str | None:
     if operation == "CreateDataset" and request.get("datasetGroupArn") and request.get("datasetType"):
-        from local.personalize.datasets import group_name
-
         try:
-            group = group_name(engine, request["datasetGroupArn"])
+            group = engine.store.get("dataset-group", request["datasetGroupArn"])["name"]
         except Exception:  # an unknown group: the operation itself answers ResourceNotFound
             return None
         return engine.arn("dataset", group, request["datasetType"].upper())
