@@ -347,7 +347,9 @@ class LocalStack:
         lines = [f"{k}={_shell_quote(v)}" for k, v in self.env().items()]
         tmp = path.with_suffix(".tmp")
         tmp.write_text("\n".join(lines) + "\n")
-        (self.state_dir / "outputs.json").write_text(json.dumps(self.outputs(), indent=2, default=str))
+        outputs = self.state_dir / "outputs.tmp"  # atomic too: a reader never sees it half written
+        outputs.write_text(json.dumps(self.outputs(), indent=2, default=str))
+        outputs.replace(self.state_dir / "outputs.json")
         tmp.replace(path)  # written last: its presence means the stack is ready
         return path
 
