@@ -34,6 +34,7 @@ from local.sam import provision as prov
 from local.sam import template as tmpl
 from local.sam.engine_process import EngineProcess, EngineStartError
 from local.sam.lambda_runner import LambdaRunner, function_specs
+from local.sam.streams import StreamMappings
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_CREDENTIALS = {
@@ -44,7 +45,7 @@ FAKE_CREDENTIALS = {
     "AWS_REGION": tmpl.REGION,
 }
 # Services moto serves for this stack (env-var suffixes as botocore spells the service ids).
-MOTO_SERVICES = ("DYNAMODB", "S3", "SFN", "SNS", "SQS", "CLOUDWATCH", "CLOUDWATCH_LOGS",
+MOTO_SERVICES = ("DYNAMODB", "DYNAMODB_STREAMS", "S3", "SFN", "SNS", "SQS", "CLOUDWATCH", "CLOUDWATCH_LOGS",
                  "SCHEDULER", "EVENTBRIDGE", "KMS", "IAM", "STS", "XRAY")  # fmt: skip
 PERSONALIZE_SERVICES = ("PERSONALIZE", "PERSONALIZE_RUNTIME", "PERSONALIZE_EVENTS")
 # Local parameter overrides, like a samconfig environment: fast polling, nothing external.
@@ -125,6 +126,7 @@ class LocalStack:
         self._moto = None
         self._personalize = None
         self.runner: LambdaRunner | None = None
+        self.streams: StreamMappings | None = None
         self.api = None
         self.snapshot_every = 60.0  # seconds; a crash (kill -9) loses at most this much
         self._snapshot_lock = threading.Lock()
@@ -167,11 +169,11 @@ class LocalStack:
                 self.snapshot()
             except Exception as exc:  # say so: the next start will not have these changes
                 print(f"  ! could not save state to {self.state_dir / 'moto'}: {exc}", file=self.out)
-        for part in (self.api, self.runner, self._personalize):
+        for part in (self.streams, self.api, self.runner, self._personalize):
             if part is not None:
                 with contextlib.suppress(Exception):
                     part.stop()
-        self.api = self.runner = self._personalize = None
+        self.api = self.runner = self.streams = self._personalize = None
         if self._moto is not None:
             with contextlib.suppress(Exception):
                 self._moto.stop()
@@ -276,6 +278,11 @@ class LocalStack:
         # Outputs and env vars that name the API's AWS URL now name the local one.
         t.url_rewrites[f"https://{api_id}.execute-api.{t.region}.amazonaws.com"] = self.api_url
         self.runner.prewarm([s.name for s in self.runner.specs.values() if s.http_routes])
+        # Stream event source mappings (the aggregator): after restore, so restored items replay
+        # as no-ops against their restored watermarks.
+        self.streams = StreamMappings(
+            t, self.client, self.runner.invoke, lambda m: print(m, file=self.out)
+        ).start()
 
     # -- clients, outputs, files -------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -284,6 +291,7 @@ class LocalStack:
             "stepfunctions": "SFN",
             "logs": "CLOUDWATCH_LOGS",
             "events": "EVENTBRIDGE",
+            "dynamodbstreams": "DYNAMODB_STREAMS",
         }.get(service, service.upper().replace("-", "_"))
         url = self.endpoints.get(f"AWS_ENDPOINT_URL_{env_key}", self.endpoints.get("AWS_ENDPOINT_URL"))
         return boto3.client(

@@ -11,13 +11,24 @@ Three gaps matter to the serving path, which writes from many threads at once:
 - moto ignores TransactWriteItems' ClientRequestToken. DynamoDB makes the call idempotent for
   10 minutes: a repeat of a call that succeeded returns success without applying it again, the
   same token with other items is an IdempotentParameterMismatchException.
+- moto serialises transactions, so two transactions on one item never meet. DynamoDB cancels a
+  TransactWriteItems whose item "is part of another ongoing TransactWriteItems request" with
+  TransactionCanceledException, reason code TransactionConflict for that item (TransactWriteItems
+  in the API reference; "Transaction conflict handling" in the developer guide:
+  https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html). Here a
+  transaction is in flight for TRANSACTION_SECONDS (DynamoDB's commit takes milliseconds; the
+  lock serialises the rest): it first claims its items, and a transaction that finds one of its
+  items claimed is cancelled that way. So a hot item shows up locally as conflicts, as on AWS,
+  not as a silent queue. CONFLICTS counts them per table (the TransactionConflict metric).
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import json
+import os
 import threading
 import time
 from typing import Any
@@ -26,7 +37,13 @@ from local.moto_patches import require
 
 LOCK = threading.RLock()
 TOKEN_SECONDS = 600
+# How long a transaction holds its items; LOCAL_DDB_TRANSACTION_MS=0 turns conflicts off.
+TRANSACTION_SECONDS = float(os.environ.get("LOCAL_DDB_TRANSACTION_MS", "10")) / 1000
+CONFLICT = ("TransactionConflict", "Transaction is ongoing for the item")
+CONFLICTS: collections.Counter = collections.Counter()  # table name -> cancelled transactions
 _tokens: dict[str, tuple[str, float]] = {}  # ClientRequestToken -> (items fingerprint, when)
+_in_flight: dict[tuple[str, str], str] = {}  # (table, key) -> token of the transaction holding it
+_running_tokens: set[str] = set()
 _installed = False
 
 
@@ -38,11 +55,13 @@ def install() -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
 
-    require(DynamoHandler, "call_action", "transact_write_items")
-    require(DynamoDBBackend, "transact_write_items")
+    require(DynamoHandler, "call_action", "transact_write_items", "_get_action", "dynamodb_backend")
+    require(DynamoDBBackend, "transact_write_items", "get_table")
     original_call = DynamoHandler.call_action
 
     def call_action(self: Any) -> Any:
+        if TRANSACTION_SECONDS and self._get_action() == "TransactWriteItems":
+            return original_call(self)  # locks in phases itself, so that transactions can overlap
         with LOCK:
             return original_call(self)
 
@@ -55,32 +74,87 @@ def install() -> None:
 def _idempotent(handler):
     def transact_write_items(self: Any) -> Any:
         from moto.core.responses import ActionResult
-        from moto.dynamodb.exceptions import DynamodbException
 
         token = self.body.get("ClientRequestToken")
-        if not token:
-            return handler(self)
         fingerprint = hashlib.sha256(
             json.dumps(self.body["TransactItems"], sort_keys=True).encode()
         ).hexdigest()
         with LOCK:
-            now = time.time()
-            seen = _tokens.get(token)
-            if seen and now - seen[1] < TOKEN_SECONDS:
-                if seen[0] != fingerprint:
-                    raise DynamodbException(
-                        "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
-                        "The request uses the same client token as a previous, but non-identical request.",
-                    )
+            if token and _seen(token, fingerprint):
                 return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
-            result = handler(self)  # raises when cancelled: only a success makes the token used
-            if len(_tokens) > 10_000:  # botocore sends a token with every call: forget expired ones
-                for old in [t for t, (_, when) in _tokens.items() if now - when >= TOKEN_SECONDS]:
-                    del _tokens[old]
-            _tokens[token] = (fingerprint, now)
-            return result
+        claimed = _claim(self.dynamodb_backend, self.body["TransactItems"], token)
+        try:
+            time.sleep(TRANSACTION_SECONDS)  # in flight: overlapping transactions on its items are cancelled
+            with LOCK:
+                result = handler(self)  # raises when cancelled: only a success makes the token used
+                if token:
+                    _remember(token, fingerprint)
+                return result
+        finally:
+            with LOCK:
+                for marker in claimed:
+                    _in_flight.pop(marker, None)
+                if claimed:
+                    _running_tokens.discard(token)
 
     return transact_write_items
+
+
+def _seen(token: str, fingerprint: str) -> bool:
+    """True if a call with this token succeeded within TOKEN_SECONDS (the repeat is a no-op)."""
+    from moto.dynamodb.exceptions import DynamodbException
+
+    seen = _tokens.get(token)
+    if seen and time.time() - seen[1] < TOKEN_SECONDS:
+        if seen[0] != fingerprint:
+            raise DynamodbException(
+                "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                "The request uses the same client token as a previous, but non-identical request.",
+            )
+        return True
+    return False
+
+
+def _remember(token: str, fingerprint: str) -> None:
+    now = time.time()
+    if len(_tokens) > 10_000:  # botocore sends a token with every call: forget expired ones
+        for old in [t for t, (_, when) in _tokens.items() if now - when >= TOKEN_SECONDS]:
+            del _tokens[old]
+    _tokens[token] = (fingerprint, now)
+
+
+def _claim(backend: Any, transact_items: list[dict], token: str | None) -> list[tuple[str, str]]:
+    """Mark the transaction's items as in flight, or cancel it (TransactionConflict) if another
+    transaction holds one of them. Without a conflict window, nothing is claimed."""
+    from moto.dynamodb.exceptions import DynamodbException, TransactionCanceledException
+
+    if not TRANSACTION_SECONDS:
+        return []
+    with LOCK:
+        if token and token in _running_tokens:  # the same token while its first call runs (a resend)
+            raise DynamodbException(
+                "com.amazonaws.dynamodb.v20120810#TransactionInProgressException",
+                "The transaction with the given request token is already in progress.",
+            )
+        markers = []
+        for entry in transact_items:
+            op_type, op = next(iter(entry.items()))
+            try:
+                key = _key_of(backend, op_type, op)
+            except Exception:  # an unknown table or a malformed item: moto's own validation answers
+                markers.append(None)
+                continue
+            markers.append((op["TableName"], json.dumps(key, sort_keys=True)))
+        busy = [m is not None and m in _in_flight for m in markers]
+        if any(busy):
+            CONFLICTS.update(m[0] for m, b in zip(markers, busy, strict=True) if b)
+            raise TransactionCanceledException([(*CONFLICT, None) if b else (None, None, None) for b in busy])
+        claimed = [m for m in markers if m is not None]
+        for marker in claimed:
+            _in_flight[marker] = token or "-"
+        if token and claimed:
+            _running_tokens.add(token)
+        return claimed
 
 
 def _key_of(backend: Any, op_type: str, op: dict) -> dict:
