@@ -251,16 +251,21 @@ class StreamPoller:
 
     def _send_failure(self, record: dict) -> None:
         record["DDBStreamBatchInfo"]["shardId"] = self._shard
-        target = self.m.on_failure or ""
+        info = record["DDBStreamBatchInfo"]
         self.log(
-            f"  ! {self.m.function}: gave up on a stream batch ({record['DDBStreamBatchInfo']['batchSize']} records)"
+            f"  ! {self.m.function}: gave up on {info['batchSize']} stream records (to {self.m.on_failure})"
         )
-        if ":sqs:" in target:
-            sqs = self.client("sqs")
-            url = sqs.get_queue_url(QueueName=target.rsplit(":", 1)[-1])["QueueUrl"]
-            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
-        elif ":sns:" in target:
-            self.client("sns").publish(TopicArn=target, Message=json.dumps(record))
+        send_to_destination(self.client, self.m.on_failure, record)
+
+
+def send_to_destination(client: Callable[[str], Any], target: str | None, record: dict) -> None:
+    """The OnFailure destination gets the invocation record (SQS message or SNS notification)."""
+    if target and ":sqs:" in target:
+        sqs = client("sqs")
+        url = sqs.get_queue_url(QueueName=target.rsplit(":", 1)[-1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    elif target and ":sns:" in target:
+        client("sns").publish(TopicArn=target, Message=json.dumps(record))
 
 
 class StreamMappings:

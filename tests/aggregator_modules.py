@@ -8,7 +8,7 @@ import importlib
 import sys
 from pathlib import Path
 
-FOLDER = Path(__file__).resolve().parents[2] / "functions" / "aggregator"
+FOLDER = Path(__file__).resolve().parents[1] / "functions" / "aggregator"
 NAMES = ("fold", "store", "reconcile", "app")
 
 
