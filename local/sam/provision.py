@@ -63,7 +63,9 @@ def table_request(t: Template, r: Resource) -> dict:
         request.pop("ProvisionedThroughput", None)
         for gsi in request.get("GlobalSecondaryIndexes", []):
             gsi.pop("ProvisionedThroughput", None)
-    if "StreamSpecification" in request:  # CloudFormation names only the view type; the API also StreamEnabled
+    if (
+        "StreamSpecification" in request
+    ):  # CloudFormation names only the view type; the API also StreamEnabled
         request["StreamSpecification"] = {"StreamEnabled": True, **request["StreamSpecification"]}
     sse = props.get("SSESpecification")
     if sse:  # CloudFormation spells it SSEEnabled/KMSMasterKeyId; the API Enabled/KMSMasterKeyId

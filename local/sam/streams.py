@@ -125,14 +125,16 @@ class Delivery:
                 self._give_up(failed, retries + 1)
                 continue
             self.sleep(BACKOFF_SECONDS[min(retries, len(BACKOFF_SECONDS) - 1)])
-            if self.m.bisect and len(failed) > 1:
+            # A function error splits the batch in two; a partial batch response already split it
+            # "at the returned sequence number": only the remaining records are retried.
+            if self.m.bisect and failed_from == 0 and len(failed) > 1:
                 half = len(failed) // 2
                 pending += [(failed[half:], retries + 1), (failed[:half], retries + 1)]
             else:
                 pending.append((failed, retries + 1))
 
     def _invoke(self, batch: list[dict]) -> int | None:
-        """None if the batch succeeded, else the index of its first record to retry."""
+        """None if the batch succeeded, else the index of its first record to retry (0: all)."""
         self.invocations += 1
         ok, result = self.invoke(self.m.function, {"Records": batch})
         if not ok:

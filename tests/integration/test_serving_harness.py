@@ -211,11 +211,14 @@ class Serving:
         except Exception as exc:
             return False, {"errorMessage": str(exc), "errorType": type(exc).__name__}
 
-    def count(self, invoke=None) -> None:
-        """Deliver the new stream records to the aggregator through the template's event source
+    def count(self) -> None:
+        """Deliver the stream's new records to the aggregator."""
+        self.count_records(self.stream_records())
+
+    def count_records(self, records: list[dict], invoke=None) -> None:
+        """Deliver records to the aggregator (or `invoke`) through the template's event source
         mapping (batch size, bisection, partial batch responses, retries: local/sam/streams.py)."""
         (m,) = mappings(self.t)
-        records = self.stream_records()
         delivery = Delivery(m, invoke or self.invoke_aggregator, self.failures.append, sleep=lambda s: None)
         for start in range(0, len(records), m.batch_size):
             delivery.deliver(records[start : start + m.batch_size])
