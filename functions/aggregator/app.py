@@ -29,7 +29,7 @@ from store import ChunkFailed, apply_chunk
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-CHUNK_USERS = 40  # + their slices (2 per variant and day) stays under 100 actions per transaction
+CHUNK_USERS = 90  # + their slices (2 per variant and day): <= 100 actions per transaction, else split
 _DESER = TypeDeserializer()
 
 

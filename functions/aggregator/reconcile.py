@@ -19,7 +19,7 @@ from fold import delta, image_of
 from recsys_common import aggregates, config, ddb
 from store import apply_chunk
 
-CHUNK_USERS = 40
+CHUNK_USERS = 90
 _DESER = TypeDeserializer()
 
 
