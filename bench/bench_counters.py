@@ -32,9 +32,9 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 CLIENTS = 32
-USERS_PER_CLIENT = 12
-POSTS_PER_USER = 3
-DIRECT_TRANSACTIONS = 1500
+USERS_PER_CLIENT = 4
+POSTS_PER_USER = 2
+DIRECT_TRANSACTIONS = 800
 TYPES = ["click", "purchase", "view"]
 _DESER = TypeDeserializer()
 
@@ -185,7 +185,7 @@ def _session(url: str):
 def _expose(url: str, users: list[str]) -> None:
     session = _session(url)
     with ThreadPoolExecutor(CLIENTS) as pool:  # everyone exposed first (rev 1)
-        list(pool.map(lambda u: session.post(f"{url}/recommendations", json={"user_id": u, "num_results": 1}, timeout=60), users))  # fmt: skip
+        list(pool.map(lambda u: session.post(f"{url}/recommendations", json={"user_id": u, "num_results": 1}, timeout=300), users))  # fmt: skip
 
 
 def _post_events(url: str, users: list[str]) -> tuple[float, list[tuple[str, int, float]], int]:
@@ -202,7 +202,7 @@ def _post_events(url: str, users: list[str]) -> tuple[float, list[tuple[str, int
                            "event_id": f"{u}-{k}-{j}", **({"value": round(rng.uniform(1, 30), 2)} if rng.random() < 0.3 else {})}
                           for j in range(2)]  # fmt: skip
                 for attempt in range(8):  # a 5xx (storage busy, Lambda timed out): retry, same event ids
-                    resp = session.post(f"{url}/events", json={"events": events}, timeout=60)
+                    resp = session.post(f"{url}/events", json={"events": events}, timeout=300)
                     if resp.status_code < 500:
                         break
                     with lock:
