@@ -16,9 +16,9 @@ Three gaps matter to the serving path, which writes from many threads at once:
   TransactionCanceledException, reason code TransactionConflict for that item (TransactWriteItems
   in the API reference; "Transaction conflict handling" in the developer guide:
   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html). Here a
-  transaction is in flight for TRANSACTION_SECONDS (DynamoDB's commit takes milliseconds; the
-  lock serialises the rest): it first claims its items, and a transaction that finds one of its
-  items claimed is cancelled that way. So a hot item shows up locally as conflicts, as on AWS,
+  transaction holds its items for TRANSACTION_SECONDS from its arrival (DynamoDB's transactions
+  take milliseconds; the lock serialises the rest), and one that arrives while an item of it is
+  held is cancelled that way. So a hot item shows up locally as conflicts, as on AWS,
   not as a silent queue. CONFLICTS counts them per table (the TransactionConflict metric).
 """
 
@@ -42,7 +42,7 @@ TRANSACTION_SECONDS = float(os.environ.get("LOCAL_DDB_TRANSACTION_MS", "10")) / 
 CONFLICT = ("TransactionConflict", "Transaction is ongoing for the item")
 CONFLICTS: collections.Counter = collections.Counter()  # table name -> cancelled transactions
 _tokens: dict[str, tuple[str, float]] = {}  # ClientRequestToken -> (items fingerprint, when)
-_in_flight: dict[tuple[str, str], str] = {}  # (table, key) -> token of the transaction holding it
+_in_flight: dict[tuple[str, str], float] = {}  # (table, key) -> held until (time.monotonic())
 _running_tokens: set[str] = set()
 _installed = False
 
@@ -82,9 +82,8 @@ def _idempotent(handler):
         with LOCK:
             if token and _seen(token, fingerprint):
                 return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
-        claimed = _claim(self.dynamodb_backend, self.body["TransactItems"], token)
+        _claim(self.dynamodb_backend, self.body["TransactItems"], token)
         try:
-            time.sleep(TRANSACTION_SECONDS)  # in flight: overlapping transactions on its items are cancelled
             with LOCK:
                 result = handler(self)  # raises when cancelled: only a success makes the token used
                 if token:
@@ -92,10 +91,7 @@ def _idempotent(handler):
                 return result
         finally:
             with LOCK:
-                for marker in claimed:
-                    _in_flight.pop(marker, None)
-                if claimed:
-                    _running_tokens.discard(token)
+                _running_tokens.discard(token)
 
     return transact_write_items
 
@@ -123,13 +119,15 @@ def _remember(token: str, fingerprint: str) -> None:
     _tokens[token] = (fingerprint, now)
 
 
-def _claim(backend: Any, transact_items: list[dict], token: str | None) -> list[tuple[str, str]]:
-    """Mark the transaction's items as in flight, or cancel it (TransactionConflict) if another
-    transaction holds one of them. Without a conflict window, nothing is claimed."""
+def _claim(backend: Any, transact_items: list[dict], token: str | None) -> None:
+    """Mark the transaction's items as in flight for TRANSACTION_SECONDS from now, or cancel it
+    (TransactionConflict) if another transaction holds one of them. The window starts when the
+    request arrives and does not grow while moto queues it behind the lock: conflicts follow
+    DynamoDB's transaction time, not this machine's load."""
     from moto.dynamodb.exceptions import DynamodbException, TransactionCanceledException
 
     if not TRANSACTION_SECONDS:
-        return []
+        return
     with LOCK:
         if token and token in _running_tokens:  # the same token while its first call runs (a resend)
             raise DynamodbException(
@@ -145,16 +143,19 @@ def _claim(backend: Any, transact_items: list[dict], token: str | None) -> list[
                 markers.append(None)
                 continue
             markers.append((op["TableName"], json.dumps(key, sort_keys=True)))
-        busy = [m is not None and m in _in_flight for m in markers]
+        now = time.monotonic()
+        busy = [m is not None and _in_flight.get(m, 0.0) > now for m in markers]
         if any(busy):
             CONFLICTS.update(m[0] for m, b in zip(markers, busy, strict=True) if b)
             raise TransactionCanceledException([(*CONFLICT, None) if b else (None, None, None) for b in busy])
-        claimed = [m for m in markers if m is not None]
-        for marker in claimed:
-            _in_flight[marker] = token or "-"
-        if token and claimed:
+        if len(_in_flight) > 10_000:
+            for old in [m for m, until in _in_flight.items() if until <= now]:
+                del _in_flight[old]
+        for marker in markers:
+            if marker is not None:
+                _in_flight[marker] = now + TRANSACTION_SECONDS
+        if token:
             _running_tokens.add(token)
-        return claimed
 
 
 def _key_of(backend: Any, op_type: str, op: dict) -> dict:
