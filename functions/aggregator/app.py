@@ -1,10 +1,14 @@
 """The experiment counters, off the request path: the assignments table's stream -> deltas ->
 sharded aggregate slices, exactly once (docs/architecture.md, "Counting").
 
-Delivery (AWS): DynamoDB Streams writes each change of an item exactly once and in order per item;
-the Lambda event source mapping delivers batches at least once (retries, bisection, partial batch
-responses). Exactness therefore comes from here: each user's watermark (fold.py) is written in the
-same transaction as the deltas it covers, so a redelivered record counts nothing.
+Delivery (AWS): DynamoDB Streams writes each change of an item exactly once and in order per item
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html); the Lambda event
+source mapping delivers batches at least once, "duplicate processing of records can occur"
+(https://docs.aws.amazon.com/lambda/latest/dg/invocation-eventsourcemapping.html), and retries
+from the lowest sequence number a partial batch response names
+(https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-batchfailurereporting.html).
+Exactness therefore comes from here: each user's watermark (fold.py) is written in the same
+transaction as the deltas it covers, so a redelivered record counts nothing.
 
 Invocations:
 - a stream batch {"Records": [...]}: answers a partial batch response (ReportBatchItemFailures):
