@@ -33,7 +33,7 @@ from store import ChunkFailed, apply_chunk
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-CHUNK_USERS = 90  # + their slices (2 per variant and day): <= 100 actions per transaction, else split
+CHUNK_USERS = 30  # + their slices (2 per variant and day): short transactions (split above 100 actions)
 _DESER = TypeDeserializer()
 
 

@@ -19,7 +19,7 @@ from fold import delta, image_of
 from recsys_common import aggregates, config, ddb
 from store import apply_chunk
 
-CHUNK_USERS = 90
+CHUNK_USERS = 30
 _DESER = TypeDeserializer()
 
 
