@@ -184,8 +184,17 @@ def _session(url: str):
 
 def _expose(url: str, users: list[str]) -> None:
     session = _session(url)
-    with ThreadPoolExecutor(CLIENTS) as pool:  # everyone exposed first (rev 1)
-        list(pool.map(lambda u: session.post(f"{url}/recommendations", json={"user_id": u, "num_results": 1}, timeout=300), users))  # fmt: skip
+
+    def expose(u: str) -> None:  # everyone exposed first (rev 1); a 5xx is retried
+        for attempt in range(8):
+            resp = session.post(f"{url}/recommendations", json={"user_id": u, "num_results": 1}, timeout=300)
+            if resp.status_code == 200 and resp.json()["in_experiment"]:
+                return
+            time.sleep(0.1 * 2**attempt)
+        raise RuntimeError(f"user {u} could not be exposed: {resp.status_code} {resp.text}")
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        list(pool.map(expose, users))
 
 
 def _post_events(url: str, users: list[str]) -> tuple[float, list[tuple[str, int, float]], int]:
