@@ -182,16 +182,26 @@ def _session(url: str):
     return session
 
 
+def _post(session, url: str, body: dict):
+    """The response, or None when the connection broke (retried like a 5xx)."""
+    import requests
+
+    try:
+        return session.post(url, json=body, timeout=300)
+    except requests.ConnectionError:
+        return None
+
+
 def _expose(url: str, users: list[str]) -> None:
     session = _session(url)
 
     def expose(u: str) -> None:  # everyone exposed first (rev 1); a 5xx is retried
         for attempt in range(8):
-            resp = session.post(f"{url}/recommendations", json={"user_id": u, "num_results": 1}, timeout=300)
-            if resp.status_code == 200 and resp.json()["in_experiment"]:
+            resp = _post(session, f"{url}/recommendations", {"user_id": u, "num_results": 1})
+            if resp is not None and resp.status_code == 200 and resp.json()["in_experiment"]:
                 return
             time.sleep(0.1 * 2**attempt)
-        raise RuntimeError(f"user {u} could not be exposed: {resp.status_code} {resp.text}")
+        raise RuntimeError(f"user {u} could not be exposed")
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(expose, users))
@@ -211,13 +221,13 @@ def _post_events(url: str, users: list[str]) -> tuple[float, list[tuple[str, int
                            "event_id": f"{u}-{k}-{j}", **({"value": round(rng.uniform(1, 30), 2)} if rng.random() < 0.3 else {})}
                           for j in range(2)]  # fmt: skip
                 for attempt in range(8):  # a 5xx (storage busy, Lambda timed out): retry, same event ids
-                    resp = session.post(f"{url}/events", json={"events": events}, timeout=300)
-                    if resp.status_code < 500:
+                    resp = _post(session, f"{url}/events", {"events": events})
+                    if resp is not None and resp.status_code < 500:
                         break
                     with lock:
                         retried[0] += 1
                     time.sleep(0.1 * 2**attempt)
-                assert resp.status_code == 200, resp.text
+                assert resp is not None and resp.status_code == 200, resp and resp.text
                 with lock:
                     accepted.append((u, 2 + k, time.time()))
 
