@@ -35,6 +35,7 @@ from local.sam.access import StackAccess
 from local.sam.engine_process import EngineProcess, EngineStartError
 from local.sam.lambda_runner import LambdaRunner, function_specs
 from local.sam.persistence import Persistence, dynamodb_backend
+from local.sam.streams import StreamMappings
 from local.wsgi_server import WsgiServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ FAKE_CREDENTIALS = {
     "AWS_REGION": tmpl.REGION,
 }
 # Services moto serves for this stack (env-var suffixes as botocore spells the service ids).
-MOTO_SERVICES = ("DYNAMODB", "S3", "SFN", "SNS", "SQS", "CLOUDWATCH", "CLOUDWATCH_LOGS",
+MOTO_SERVICES = ("DYNAMODB", "DYNAMODB_STREAMS", "S3", "SFN", "SNS", "SQS", "CLOUDWATCH", "CLOUDWATCH_LOGS",
                  "SCHEDULER", "EVENTBRIDGE", "KMS", "IAM", "STS", "XRAY")  # fmt: skip
 PERSONALIZE_SERVICES = ("PERSONALIZE", "PERSONALIZE_RUNTIME", "PERSONALIZE_EVENTS")
 # Local parameter overrides, like a samconfig environment: fast polling, nothing external.
@@ -114,6 +115,7 @@ class LocalStack:
         self._personalize = None
         self.runner: LambdaRunner | None = None
         self.access: StackAccess | None = None  # IAM: each function and the state machine as its role
+        self.streams: StreamMappings | None = None
         self.api = None
         self.issuer = None  # local.sam.jwt_issuer.LocalIssuer, when the serving routes take JWTs
         self.persistence: Persistence | None = None  # moto's state on disk as it changes
@@ -146,11 +148,11 @@ class LocalStack:
     def stop(self) -> None:
         """Stop within seconds at any load: servers first, then workers are killed; the state is
         already on disk (journal and mirror), so nothing is read back or written at exit."""
-        for part in (self.api, self.runner, self._personalize, self.issuer):
+        for part in (self.streams, self.api, self.runner, self._personalize, self.issuer):
             if part is not None:
                 with contextlib.suppress(Exception):
                     part.stop()
-        self.api = self.runner = self._personalize = self.issuer = None
+        self.api = self.runner = self.streams = self._personalize = self.issuer = None
         if self.access is not None:
             self.access.uninstall()
         if self._moto is not None:
@@ -306,6 +308,11 @@ class LocalStack:
         # Outputs and env vars that name the API's AWS URL now name the local one.
         t.url_rewrites[f"https://{api_id}.execute-api.{t.region}.amazonaws.com"] = self.api_url
         self.runner.prewarm([s.name for s in self.runner.specs.values() if s.http_routes])
+        # Stream event source mappings (the aggregator): after restore, so restored items replay
+        # as no-ops against their restored watermarks.
+        self.streams = StreamMappings(
+            t, self.client, self.runner.invoke, lambda m: print(m, file=self.out)
+        ).start()
 
     # -- clients, outputs, files -------------------------------------------------------------
     def client(self, service: str) -> Any:
@@ -314,6 +321,7 @@ class LocalStack:
             "stepfunctions": "SFN",
             "logs": "CLOUDWATCH_LOGS",
             "events": "EVENTBRIDGE",
+            "dynamodbstreams": "DYNAMODB_STREAMS",
         }.get(service, service.upper().replace("-", "_"))
         url = self.endpoints.get(f"AWS_ENDPOINT_URL_{env_key}", self.endpoints.get("AWS_ENDPOINT_URL"))
         return boto3.client(

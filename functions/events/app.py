@@ -1,11 +1,13 @@
 """POST /events: one event or a batch; stored, attributed, counted exactly once, forwarded.
 
-Per user, one TransactWriteItems holds: a Put per event (condition: the event id is new), the
-user's new per-metric totals (condition: they still hold the old ones) and the ADDs of the
-resulting sufficient-statistic deltas to the '<variant>#ALL' and day slices. A repeated event id
-cancels only itself (dropped as a duplicate, retried without it); a concurrent change of the
-same user's totals re-reads and retries. Events are stored with `forward_pending` set, and it is
-cleared once PutEvents accepted them; what stays pending is re-sent by event_replay.
+Per user, one TransactWriteItems holds: a Put per event (condition: the event id is new) and an
+ADD of the events' increments to the user's totals on the assignment item (condition: still
+exposed in this variant and phase). Nothing else: no item shared by users is written here, so
+requests of different users never conflict; the experiment's counters follow from the
+assignments stream (functions/aggregator, exactly once). A repeated event id cancels only itself
+(dropped as a duplicate, retried without it); a concurrent transaction on the same user
+(TransactionConflict) re-reads and retries. Events are stored with `forward_pending` set, and it
+is cleared once PutEvents accepted them; what stays pending is re-sent by event_replay.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ metrics = Metrics()
 app = APIGatewayHttpResolver()
 http.install(app, contract.routes("events"))  # routes: docs/openapi.yaml (recsys_common.contract)
 
-EVENTS_PER_TRANSACTION = 25  # + totals + 2 slices, well under the 100-item limit
+EVENTS_PER_TRANSACTION = 25  # + the totals, well under the 100-item limit
 ATTEMPTS = 12  # write conflicts on one user's totals are retried (they clear in milliseconds)
 RESERVE_SECONDS = 3.5  # kept for one more DynamoDB call (with botocore's retries) and the answer
 
@@ -107,29 +109,16 @@ def _ops(experiment, a, events, bot, now, received_at, metric_names) -> list[dic
         for e in events
     ]
     if counted:
-        old = assignments_store.totals(a, metric_names)
-        inc = _increments(events, metric_names)
-        new = {m: old[m] + inc.get(m, 0.0) for m in metric_names}
-        deltas = aggregates.metric_deltas(old, new, metric_names)
-        for e in events:
-            key = f"events_{e['event_type']}"
-            deltas[key] = deltas.get(key, 0) + 1
-        ops.append(assignments_store.totals_op(experiment, a, old, new))
-        ops += aggregates.slice_updates(
-            ddb.table_name("AGGREGATES_TABLE"),
-            experiment.experiment_id,
-            a.variant,
-            deltas,
-            aggregates.day_of(now),
-        )
+        ops.append(assignments_store.events_op(experiment, a, _increments(events, metric_names)))
     return ops
 
 
-def _token(ops: list[dict]) -> str:
+def _token(ops: list[dict], build: int) -> str:
     """ClientRequestToken from the request's content: resending the same transaction after a lost
     answer (timeout, 5xx) makes DynamoDB report the first commit instead of applying it again or
-    cancelling on our own events; a re-read state gives other content, hence a new token."""
-    return hashlib.sha256(json.dumps(ops, sort_keys=True).encode()).hexdigest()[:36]
+    cancelling on our own events. A transaction rebuilt after a cancellation (nothing committed)
+    gets a new token (`build`): ADDs make its content the same as the cancelled one's."""
+    return hashlib.sha256(json.dumps([ops, build], sort_keys=True).encode()).hexdigest()[:36]
 
 
 def _deadline() -> float:
@@ -144,7 +133,7 @@ def _deadline() -> float:
 def _store_user(experiment, user_id, events, bot, now, received_at, deadline):
     """(stored events, duplicate ids) for one user's events, exactly once."""
     metric_names = aggregates.metric_names(config.event_types())
-    pending, duplicates, ops = list(events), [], None
+    pending, duplicates, ops, build = list(events), [], None, 0
     for attempt in range(ATTEMPTS):
         if attempt and time.monotonic() > deadline:
             break
@@ -152,9 +141,9 @@ def _store_user(experiment, user_id, events, bot, now, received_at, deadline):
             if not pending:
                 return [], duplicates
             a = assignments_store.resolve(experiment, user_id, bot, consistent=True)
-            ops = _ops(experiment, a, pending, bot, now, received_at, metric_names)
+            ops, build = _ops(experiment, a, pending, bot, now, received_at, metric_names), build + 1
         try:
-            ddb.client().transact_write_items(TransactItems=ops, ClientRequestToken=_token(ops))
+            ddb.client().transact_write_items(TransactItems=ops, ClientRequestToken=_token(ops, build))
             return pending, duplicates
         except ClientError as exc:
             code = exc.response["Error"]["Code"]

@@ -4,7 +4,8 @@ Per request: experiment record (cached) -> the user's sticky variant -> that var
 -> GetRecommendations within PERSONALIZE_TIMEOUT_MS -> metadata from the items table in one
 BatchGetItem. Anything wrong on the Personalize side serves the fallback list (200, flagged,
 metric `Fallbacks`). One TransactWriteItems then stores the recommendation record (for
-attribution and impressions), the first exposure and the request counters.
+attribution and impressions) and the user's own counters (first exposure, requests, fallbacks) on
+the assignment item; the experiment's aggregates follow from its stream (functions/aggregator).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
-from recsys_common import aggregates, assignments_store, config, contract, ddb, http, identity, personalize
+from recsys_common import assignments_store, config, contract, ddb, http, identity, personalize
 from recsys_common.assignments_store import Assignment
 
 logger = Logger()
@@ -140,28 +141,25 @@ def _record_op(
 
 
 def _store(experiment, a: Assignment, record_op: dict, fallback: bool) -> bool:
-    """Record + exposure + counters in one transaction. False when a concurrent request exposed
-    the user first or the stored assignment moved (the caller re-reads and retries)."""
+    """Record + the user's request counters (and first exposure) in one transaction: only items of
+    this user, never a shared aggregate (functions/aggregator counts from the assignments stream).
+    False when a concurrent request of the same user wrote first: it exposed the user, moved the
+    stored assignment, or its transaction was still in flight (TransactionConflict); the caller
+    re-reads and retries."""
     ops = [record_op]
-    deltas = {}
-    if a.counted:
-        exposure = assignments_store.exposure_op(experiment, a)
-        if exposure:
-            ops.append(exposure)
-            deltas["exposed"] = 1
-        deltas["requests"] = 1
-        deltas["fallbacks"] = int(fallback)
-        day = aggregates.day_of(time.time())
-        ops += aggregates.slice_updates(
-            ddb.table_name("AGGREGATES_TABLE"), experiment.experiment_id, a.variant, deltas, day
-        )
+    counting = assignments_store.request_op(experiment, a, fallback)
+    if counting:
+        ops.append(counting)
     try:
         ddb.client().transact_write_items(TransactItems=ops)
         return True
     except ClientError as exc:
-        if exc.response["Error"][
-            "Code"
-        ] == "TransactionCanceledException" and "ConditionalCheckFailed" in ddb.cancellation_codes(exc):
+        codes = (
+            ddb.cancellation_codes(exc)
+            if exc.response["Error"]["Code"] == "TransactionCanceledException"
+            else []
+        )
+        if "ConditionalCheckFailed" in codes or "TransactionConflict" in codes:
             return False
         raise
 

@@ -11,6 +11,15 @@ Three gaps matter to the serving path, which writes from many threads at once:
 - moto ignores TransactWriteItems' ClientRequestToken. DynamoDB makes the call idempotent for
   10 minutes: a repeat of a call that succeeded returns success without applying it again, the
   same token with other items is an IdempotentParameterMismatchException.
+- moto serialises transactions, so two transactions on one item never meet. DynamoDB cancels a
+  TransactWriteItems whose item "is part of another ongoing TransactWriteItems request" with
+  TransactionCanceledException, reason code TransactionConflict for that item (TransactWriteItems
+  in the API reference; "Transaction conflict handling" in the developer guide:
+  https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html). Here a
+  transaction holds its items for TRANSACTION_SECONDS from its arrival (DynamoDB's transactions
+  take milliseconds; the lock serialises the rest), and one that arrives while an item of it is
+  held is cancelled that way. So a hot item shows up locally as conflicts, as on AWS,
+  not as a silent queue. CONFLICTS counts them per table (the TransactionConflict metric).
 - A request whose client already gave up (botocore's read timeout closed the connection) still
   waited for the lock and then ran: under load every timed-out attempt and its retry both ran,
   so the queue behind the lock grew faster than it drained and the functions' 2 s timeouts
@@ -25,10 +34,12 @@ Three gaps matter to the serving path, which writes from many threads at once:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +50,13 @@ from local.moto_patches import require
 LOCK = threading.RLock()
 WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 TOKEN_SECONDS = 600
+# How long a transaction holds its items; LOCAL_DDB_TRANSACTION_MS=0 turns conflicts off.
+TRANSACTION_SECONDS = float(os.environ.get("LOCAL_DDB_TRANSACTION_MS", "10")) / 1000
+CONFLICT = ("TransactionConflict", "Transaction is ongoing for the item")
+CONFLICTS: collections.Counter = collections.Counter()  # table name -> cancelled transactions
 _tokens: dict[str, tuple[str, float]] = {}  # ClientRequestToken -> (items fingerprint, when)
+_in_flight: dict[tuple[str, str], float] = {}  # (table, key) -> held until (time.monotonic())
+_running_tokens: set[str] = set()
 _observers: list[Callable[[Any, str, dict], None]] = []
 _installed = False
 
@@ -62,22 +79,22 @@ def install() -> None:
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.responses import DynamoHandler
 
-    require(DynamoHandler, "call_action", "transact_write_items", "get_endpoint_name", "dynamodb_backend")
-    require(DynamoDBBackend, "transact_write_items")
+    require(DynamoHandler, "call_action", "transact_write_items", "_get_action", "dynamodb_backend")
+    require(DynamoDBBackend, "transact_write_items", "get_table")
     original_call = DynamoHandler.call_action
 
     def call_action(self: Any) -> Any:
+        action = self._get_action()
+        if TRANSACTION_SECONDS and action == "TransactWriteItems":
+            return original_call(self)  # locks in phases itself (transactions can overlap), journals too
         gone = _client_gone()
         while not LOCK.acquire(timeout=0.05):
             if gone():
                 return 500, {}, '{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError"}'
         try:
             result = original_call(self)
-            if _observers:
-                action = self.get_endpoint_name(self.headers)
-                if action in WRITE_ACTIONS:
-                    for callback in list(_observers):
-                        callback(self.dynamodb_backend, action, self.body)
+            if action in WRITE_ACTIONS:
+                _notify(self, action)
             return result
         finally:
             LOCK.release()
@@ -99,35 +116,99 @@ def _client_gone() -> Callable[[], bool]:
     return lambda: False
 
 
+def _notify(handler: Any, action: str) -> None:
+    """Tell the observers (the stack's journal) of a write request that succeeded; under LOCK."""
+    for callback in list(_observers):
+        callback(handler.dynamodb_backend, action, handler.body)
+
+
 def _idempotent(handler):
     def transact_write_items(self: Any) -> Any:
         from moto.core.responses import ActionResult
-        from moto.dynamodb.exceptions import DynamodbException
 
         token = self.body.get("ClientRequestToken")
-        if not token:
-            return handler(self)
         fingerprint = hashlib.sha256(
             json.dumps(self.body["TransactItems"], sort_keys=True).encode()
         ).hexdigest()
         with LOCK:
-            now = time.time()
-            seen = _tokens.get(token)
-            if seen and now - seen[1] < TOKEN_SECONDS:
-                if seen[0] != fingerprint:
-                    raise DynamodbException(
-                        "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
-                        "The request uses the same client token as a previous, but non-identical request.",
-                    )
+            if token and _seen(token, fingerprint):
                 return ActionResult({"ConsumedCapacity": [], "ItemCollectionMetrics": {}})
-            result = handler(self)  # raises when cancelled: only a success makes the token used
-            if len(_tokens) > 10_000:  # botocore sends a token with every call: forget expired ones
-                for old in [t for t, (_, when) in _tokens.items() if now - when >= TOKEN_SECONDS]:
-                    del _tokens[old]
-            _tokens[token] = (fingerprint, now)
-            return result
+        _claim(self.dynamodb_backend, self.body["TransactItems"], token)
+        try:
+            with LOCK:
+                result = handler(self)  # raises when cancelled: only a success makes the token used
+                if token:
+                    _remember(token, fingerprint)
+                if TRANSACTION_SECONDS:  # call_action left this transaction to us: journal it here
+                    _notify(self, "TransactWriteItems")
+                return result
+        finally:
+            with LOCK:
+                _running_tokens.discard(token)
 
     return transact_write_items
+
+
+def _seen(token: str, fingerprint: str) -> bool:
+    """True if a call with this token succeeded within TOKEN_SECONDS (the repeat is a no-op)."""
+    from moto.dynamodb.exceptions import DynamodbException
+
+    seen = _tokens.get(token)
+    if seen and time.time() - seen[1] < TOKEN_SECONDS:
+        if seen[0] != fingerprint:
+            raise DynamodbException(
+                "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                "The request uses the same client token as a previous, but non-identical request.",
+            )
+        return True
+    return False
+
+
+def _remember(token: str, fingerprint: str) -> None:
+    now = time.time()
+    if len(_tokens) > 10_000:  # botocore sends a token with every call: forget expired ones
+        for old in [t for t, (_, when) in _tokens.items() if now - when >= TOKEN_SECONDS]:
+            del _tokens[old]
+    _tokens[token] = (fingerprint, now)
+
+
+def _claim(backend: Any, transact_items: list[dict], token: str | None) -> None:
+    """Mark the transaction's items as in flight for TRANSACTION_SECONDS from now, or cancel it
+    (TransactionConflict) if another transaction holds one of them. The window starts when the
+    request arrives and does not grow while moto queues it behind the lock: conflicts follow
+    DynamoDB's transaction time, not this machine's load."""
+    from moto.dynamodb.exceptions import DynamodbException, TransactionCanceledException
+
+    if not TRANSACTION_SECONDS:
+        return
+    with LOCK:
+        if token and token in _running_tokens:  # the same token while its first call runs (a resend)
+            raise DynamodbException(
+                "com.amazonaws.dynamodb.v20120810#TransactionInProgressException",
+                "The transaction with the given request token is already in progress.",
+            )
+        markers = []
+        for entry in transact_items:
+            op_type, op = next(iter(entry.items()))
+            try:
+                key = _key_of(backend, op_type, op)
+            except Exception:  # an unknown table or a malformed item: moto's own validation answers
+                markers.append(None)
+                continue
+            markers.append((op["TableName"], json.dumps(key, sort_keys=True)))
+        now = time.monotonic()
+        busy = [m is not None and _in_flight.get(m, 0.0) > now for m in markers]
+        if any(busy):
+            CONFLICTS.update(m[0] for m, b in zip(markers, busy, strict=True) if b)
+            raise TransactionCanceledException([(*CONFLICT, None) if b else (None, None, None) for b in busy])
+        if len(_in_flight) > 10_000:
+            for old in [m for m, until in _in_flight.items() if until <= now]:
+                del _in_flight[old]
+        for marker in markers:
+            if marker is not None:
+                _in_flight[marker] = now + TRANSACTION_SECONDS
+        if token:
+            _running_tokens.add(token)
 
 
 def _key_of(backend: Any, op_type: str, op: dict) -> dict:

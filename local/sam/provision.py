@@ -63,6 +63,10 @@ def table_request(t: Template, r: Resource) -> dict:
         request.pop("ProvisionedThroughput", None)
         for gsi in request.get("GlobalSecondaryIndexes", []):
             gsi.pop("ProvisionedThroughput", None)
+    if (
+        "StreamSpecification" in request
+    ):  # CloudFormation names only the view type; the API also StreamEnabled
+        request["StreamSpecification"] = {"StreamEnabled": True, **request["StreamSpecification"]}
     sse = props.get("SSESpecification")
     if sse:  # CloudFormation spells it SSEEnabled/KMSMasterKeyId; the API Enabled/KMSMasterKeyId
         request["SSESpecification"] = {
@@ -136,6 +140,17 @@ def create_bucket_policy(t: Template, r: Resource, client: ClientFactory) -> Non
 
 def create_topic(t: Template, r: Resource, client: ClientFactory) -> None:
     client("sns").create_topic(Name=r.physical_name)  # idempotent by name
+
+
+def create_queue(t: Template, r: Resource, client: ClientFactory) -> None:
+    """An SQS queue by name (idempotent); its KMS key is recorded by moto, not enforced."""
+    props = t.resolve(r.properties)
+    attributes = {
+        k: str(props[k])
+        for k in ("MessageRetentionPeriod", "VisibilityTimeout", "DelaySeconds")
+        if k in props
+    }
+    client("sqs").create_queue(QueueName=r.physical_name, Attributes=attributes)
 
 
 def create_log_group(t: Template, r: Resource, client: ClientFactory) -> None:
@@ -241,6 +256,7 @@ PROVISIONERS: dict[str, Callable[[Template, Resource, ClientFactory], None]] = {
     "AWS::S3::Bucket": create_bucket,
     "AWS::S3::BucketPolicy": create_bucket_policy,
     "AWS::SNS::Topic": create_topic,
+    "AWS::SQS::Queue": create_queue,
     "AWS::Logs::LogGroup": create_log_group,
     "AWS::Serverless::StateMachine": create_state_machine,
     "AWS::StepFunctions::StateMachine": create_state_machine,

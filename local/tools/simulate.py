@@ -23,6 +23,7 @@ import csv
 import json
 import random
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -35,6 +36,9 @@ from pathlib import Path
 CLUSTERS = 8  # taste clusters for items without genres or category
 LIKE_SHARE = 0.3  # share of labels a user likes
 NUM_RESULTS = 10
+# The counters follow the events through the assignments stream (docs/experiment-analysis.md,
+# "Freshness"): the results printed at the end wait for the usual lag.
+COUNTS_SETTLE_SECONDS = 3.0
 EXAMINE_DECAY = 0.85  # chance to look at the next item (position bias)
 TASTE_LIFT = 1.5  # a label is liked when the user's history has it this much above its overall share
 TASTE_MIN_EVENTS = 3
@@ -281,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     from local.tools.report import fetch_results
 
     signer = signed_http.stack_credentials(args.state_dir) or signed_http.default_credentials()
+    time.sleep(COUNTS_SETTLE_SECONDS)
     results = fetch_results(args.api_url, args.experiment, signer=signer)
     print(f"results: {results['verdict']['summary']}")
     return 0

@@ -193,3 +193,23 @@ def trained_local_stack(local_stack):
             f"training {described['status']}: {described.get('error')} {described.get('cause')}\n{history}"
         )
     return local_stack
+
+
+# The results endpoint's freshness promise (docs/experiment-analysis.md, "Freshness"): counts lag
+# the accepted events by at most this much in normal operation.
+COUNTS_LAG_SECONDS = 10.0
+
+
+def wait_counted(fetch, check, lag: float = COUNTS_LAG_SECONDS) -> float:
+    """Poll fetch() until check(result) passes; the seconds it took. Fails with check's own
+    message when the counts are not there within `lag`."""
+    start = time.monotonic()
+    while True:
+        result = fetch()
+        try:
+            check(result)
+            return time.monotonic() - start
+        except AssertionError:
+            if time.monotonic() - start > lag:
+                raise
+        time.sleep(0.25)

@@ -28,7 +28,7 @@ import pytest
 import requests
 from scipy import stats
 
-from tests.e2e.conftest import ROOT, start_stack
+from tests.e2e.conftest import ROOT, start_stack, wait_counted
 
 pytestmark = pytest.mark.e2e
 CASES = json.loads((ROOT / "tests" / "unit" / "data" / "growthbook_cases.json").read_text())
@@ -197,7 +197,7 @@ def test_assignment_spread_follows_the_weights_and_growthbook_hash_v2(api):
 
 def test_parallel_events_none_lost_none_double_counted(api):
     """2000 events in batches of 10 from 16 threads, 40 batches re-sent by a retrying client: the
-    results API counts exactly the distinct events, per variant and type."""
+    results API counts exactly the distinct events, per variant and type, within the promised lag."""
     users = [f"ev-{i}" for i in range(40)]
     variant = api.variants_of(users)
     rng = random.Random(7)
@@ -217,21 +217,34 @@ def test_parallel_events_none_lost_none_double_counted(api):
     answers = []
 
     def send(events):
-        resp = api.session.post(f"{api.url}/events", json={"events": events}, timeout=60)
+        # A client retries a 5xx with the same event ids (docs/openapi.yaml: storage_unavailable;
+        # a Lambda timeout on a loaded machine); whatever the first try stored counts once.
+        for attempt in range(4):
+            resp = api.session.post(f"{api.url}/events", json={"events": events}, timeout=60)
+            if resp.status_code < 500:
+                break
+            time.sleep(0.5 * 2**attempt)
         assert resp.status_code == 200, resp.text
         answers.append(resp.json())
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(send, batches + retries))
-    assert sum(a["accepted"] for a in answers) == 2000
-    assert sum(a["duplicates"] for a in answers) == 400
+    accepted, duplicates = sum(a["accepted"] for a in answers), sum(a["duplicates"] for a in answers)
+    # 2000 distinct events, 400 re-sent; a retried request reports what its first try stored as duplicates
+    assert accepted + duplicates == 2400 and accepted <= 2000 and (accepted == 2000 or duplicates > 400)
     expected = defaultdict(Counter)
     for events in batches:
         for e in events:
             expected[variant[e["user_id"]]][e["event_type"]] += 1
-    results = api.experiment_route("recs-ab/results")
-    for v, counts in expected.items():
-        assert {t: results["variants"][v]["events"].get(t, 0) for t in TYPES} == {t: counts[t] for t in TYPES}
+
+    def counted_exactly(results):
+        for v, counts in expected.items():
+            assert {t: results["variants"][v]["events"].get(t, 0) for t in TYPES} == {
+                t: counts[t] for t in TYPES
+            }
+
+    # Counted off the request path (assignments stream -> aggregator): within the promised lag.
+    wait_counted(lambda: api.experiment_route("recs-ab/results"), counted_exactly)
 
 
 def test_reference_hash_cases_through_the_api(api):

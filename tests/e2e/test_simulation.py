@@ -2,7 +2,7 @@
 
 Every simulated user is new, so the change in the API's counters must equal exactly what the
 simulator did (exposures, events by type, revenue per variant): nothing lost, nothing counted
-twice. An A/A run on a stack of its own must not name a winner; the report renders from it.
+twice, and counted within the promised lag (the counters follow the assignments stream). An A/A run on a stack of its own must not name a winner; the report renders from it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from scipy import stats
 from statsmodels.stats.proportion import proportions_ztest
 
 from local.tools import report, simulate
-from tests.e2e.conftest import start_stack
+from tests.e2e.conftest import start_stack, wait_counted
 from tests.integration.test_results_api import _load
 
 pytestmark = pytest.mark.e2e
@@ -98,8 +98,7 @@ def test_aa_simulation_is_counted_exactly_and_names_no_winner(fresh_stack, tmp_p
     _require_serving(fresh_stack.api_url)
     before = _snapshot(fresh_stack)
     sim = simulate.run(fresh_stack.api_url, users=330, sessions=2, aa=True, seed=11, workers=8)
-    after = _snapshot(fresh_stack)
-    _assert_counted_exactly(before, after, sim)
+    wait_counted(lambda: _snapshot(fresh_stack), lambda after: _assert_counted_exactly(before, after, sim))
 
     results = report.fetch_results(fresh_stack.api_url, EXPERIMENT, signer=fresh_stack.signer)
     assert results["srm"]["status"] != "alert"
@@ -113,8 +112,10 @@ def test_simulation_on_trained_models(local_stack, request):
     trained_local_stack = request.getfixturevalue("trained_local_stack")  # trains once per session
     before = _snapshot(trained_local_stack)
     sim = simulate.run(trained_local_stack.api_url, users=150, sessions=3, seed=5, workers=8)
-    after = _snapshot(trained_local_stack)
-    _assert_counted_exactly(before, after, sim)
+    wait_counted(
+        lambda: _snapshot(trained_local_stack),
+        lambda after: _assert_counted_exactly(before, after, sim),
+    )
     # with trained campaigns, recommendations come from the models, not the fallback list
     assert sum(s["fallbacks"] for s in sim["variants"].values()) < sum(
         s["sessions"] for s in sim["variants"].values()

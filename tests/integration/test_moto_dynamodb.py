@@ -1,5 +1,6 @@
-"""local/moto_patches/dynamodb.py: TransactWriteItems all-or-nothing without whole-table rollbacks, and
-DynamoDB requests serialised so concurrent ADDs are not lost (what the serving path relies on)."""
+"""local/moto_patches/dynamodb.py: TransactWriteItems all-or-nothing without whole-table rollbacks,
+overlapping transactions on one item cancelled (TransactionConflict) as DynamoDB does, and
+requests otherwise serialised so that concurrent ADDs are not lost."""
 
 from __future__ import annotations
 
@@ -58,14 +59,42 @@ def test_an_invalid_update_undoes_only_the_transactions_own_writes(ddb):
     assert ddb.get_item(TableName="t", Key={"k": {"S": "other"}})["Item"]["n"] == {"N": "5"}
 
 
-def test_concurrent_transactions_lose_no_updates(ddb):
-    def work(i):
-        ddb.transact_write_items(TransactItems=[_add("hot"), _add(f"cold-{i}")])
+def _transact(ddb, items) -> str:
+    """'ok', or the cancellation codes joined (e.g. 'TransactionConflict,None')."""
+    try:
+        ddb.transact_write_items(TransactItems=items)
+        return "ok"
+    except ddb.exceptions.TransactionCanceledException as exc:
+        return ",".join(r["Code"] for r in exc.response["CancellationReasons"])
 
+
+def test_overlapping_transactions_on_one_item_are_cancelled_as_dynamodb_does(ddb):
+    """TransactWriteItems (API reference): a transaction whose item is part of another ongoing
+    TransactWriteItems is cancelled, reason TransactionConflict on that item. Every commit counts
+    once and only commits count: the hot item holds exactly the number of successes."""
+    before = moto_dynamodb.CONFLICTS["t"]
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(work, range(800)))
-    assert ddb.get_item(TableName="t", Key={"k": {"S": "hot"}})["Item"]["n"] == {"N": "800"}
-    assert ddb.scan(TableName="t", Select="COUNT")["Count"] == 801
+        outcomes = list(pool.map(lambda i: _transact(ddb, [_add(f"cold-{i}"), _add("hot")]), range(200)))
+    done = outcomes.count("ok")
+    assert set(outcomes) == {"ok", "None,TransactionConflict"} and 0 < done < 200, set(outcomes)
+    assert ddb.get_item(TableName="t", Key={"k": {"S": "hot"}})["Item"]["n"] == {"N": str(done)}
+    assert ddb.scan(TableName="t", Select="COUNT")["Count"] == done + 1  # cancelled: nothing written
+    assert moto_dynamodb.CONFLICTS["t"] - before == 200 - done
+
+
+def test_transactions_on_distinct_items_never_conflict(ddb):
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(lambda i: _transact(ddb, [_add(f"a-{i}"), _add(f"b-{i}")]), range(200)))
+    assert outcomes == ["ok"] * 200
+
+
+def test_without_a_conflict_window_transactions_queue_and_lose_no_updates(ddb, monkeypatch):
+    """LOCAL_DDB_TRANSACTION_MS=0: moto's serialisation (the lock), no conflicts."""
+    monkeypatch.setattr(moto_dynamodb, "TRANSACTION_SECONDS", 0.0)
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(lambda i: _transact(ddb, [_add("hot"), _add(f"cold-{i}")]), range(300)))
+    assert outcomes == ["ok"] * 300
+    assert ddb.get_item(TableName="t", Key={"k": {"S": "hot"}})["Item"]["n"] == {"N": "300"}
 
 
 def test_a_repeated_client_request_token_is_idempotent(ddb):

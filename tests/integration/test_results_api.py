@@ -1,7 +1,7 @@
 """GET /experiments/{id}[/results] through the real handler against moto DynamoDB.
 
 The counters are computed here from raw per-user data (not by the repo's aggregates code),
-written to the aggregates table, and the API's answers are compared with statsmodels/scipy
+written to the aggregates table split over two shards per slice (as the aggregator spreads them), and the API's answers are compared with statsmodels/scipy
 run on the same raw data.
 """
 
@@ -159,17 +159,23 @@ def _load(tables, experiment_id="exp-1", weights=(33, 33, 34)):
             per_day_users = [simulate_users(rng, per_day, pc, pb) for _ in DAYS]
             for day, users in zip(DAYS, per_day_users, strict=True):
                 c = counters_from_users(users, per_day)
-                batch.put_item(
-                    Item={
-                        "experiment_id": experiment_id,
-                        "slice": f"{v}#{day}",
-                        **{k: _dec(x) for k, x in c.items()},
-                    }
-                )
+                for shard in (0, 11):  # the aggregator spreads each slice over shards; readers sum them
+                    batch.put_item(
+                        Item={
+                            "experiment_id": experiment_id,
+                            "slice": f"{v}#{day}#{shard:02d}",
+                            **{k: _dec(x / 2) for k, x in c.items()},  # halves: exact in binary
+                        }
+                    )
             raw[v] = {m: np.concatenate([u[m] for u in per_day_users]) for m in per_day_users[0]}
             c = counters_from_users(raw[v], per_day * len(DAYS))
-            item = {"experiment_id": experiment_id, "slice": f"{v}#ALL", "updated_at": "2026-11-22T10:00:00Z"}
-            batch.put_item(Item={**item, **{k: _dec(x) for k, x in c.items()}})
+            for shard in (3, 15):
+                item = {
+                    "experiment_id": experiment_id,
+                    "slice": f"{v}#ALL#{shard:02d}",
+                    "updated_at": "2026-11-22T10:00:00Z",
+                }
+                batch.put_item(Item={**item, **{k: _dec(x / 2) for k, x in c.items()}})
     return raw
 
 

@@ -19,6 +19,8 @@ from local.moto_patches import dynamodb as moto_dynamodb
 from local.sam import provision, template
 from local.sam.http_api import build_event, make_route
 from local.sam.lambda_runner import function_specs
+from local.sam.streams import Delivery, lambda_record, mappings
+from tests.aggregator_modules import aggregator_modules
 from tests.support import LambdaContext, load_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,8 +93,11 @@ def _router_state_per_thread() -> None:
 class Serving:
     """The serving Lambdas over one moto account."""
 
-    def __init__(self, t):
+    def __init__(self, t, aggregator=None):
         self.t = t
+        self.aggregator = aggregator  # functions/aggregator/app.py, fed from the stream by count()
+        self._iterator = None
+        self.failures: list[dict] = []  # what the event source mapping sent to its OnFailure destination
         self.ddb = boto3.resource("dynamodb")
         self.tables = {}
         for r in t.of_type("AWS::DynamoDB::Table"):
@@ -159,11 +164,58 @@ class Serving:
             json.loads(resp["body"]),
         )
 
+    def stream_records(self) -> list[dict]:
+        """The assignments stream's records not read yet, as Lambda hands them to a function."""
+        (m,) = mappings(self.t)
+        streams = boto3.client("dynamodbstreams")
+        if self._iterator is None:
+            arn = self.ddb.meta.client.describe_table(TableName=m.table)["Table"]["LatestStreamArn"]
+            shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+            self._iterator = streams.get_shard_iterator(
+                StreamArn=arn, ShardId=shard, ShardIteratorType=m.starting_position
+            )["ShardIterator"]
+        records = []
+        while True:
+            page = streams.get_records(ShardIterator=self._iterator, Limit=m.batch_size)
+            self._iterator = page["NextShardIterator"]
+            if not page["Records"]:
+                return records
+            records += [lambda_record(r, m.stream_arn) for r in page["Records"]]
+
+    def invoke_aggregator(self, name: str, event: dict) -> tuple[bool, dict]:
+        try:
+            return True, json.loads(json.dumps(self.aggregator.lambda_handler(event, LambdaContext())))
+        except Exception as exc:
+            return False, {"errorMessage": str(exc), "errorType": type(exc).__name__}
+
+    def count(self) -> None:
+        """Deliver the stream's new records to the aggregator."""
+        self.count_records(self.stream_records())
+
+    def count_records(self, records: list[dict], invoke=None) -> None:
+        """Deliver records to the aggregator (or `invoke`) through the template's event source
+        mapping (batch size, bisection, partial batch responses, retries: local/sam/streams.py)."""
+        (m,) = mappings(self.t)
+        delivery = Delivery(m, invoke or self.invoke_aggregator, self.failures.append, sleep=lambda s: None)
+        for start in range(0, len(records), m.batch_size):
+            delivery.deliver(records[start : start + m.batch_size])
+
     def aggregates(self, experiment_id: str = "recs-ab") -> dict[str, dict]:
+        """Counted so far (after delivering the stream), every shard of a slice summed:
+        {'<variant>#<ALL|day>': counters}."""
+        from recsys_common import aggregates
+
+        self.count()
         items = self.table("AggregatesTable").query(
             KeyConditionExpression=boto3.dynamodb.conditions.Key("experiment_id").eq(experiment_id)
         )["Items"]
-        return {i["slice"]: {k: float(v) for k, v in i.items() if isinstance(v, Decimal)} for i in items}
+        out: dict[str, dict] = {}
+        for i in items:
+            target = out.setdefault(aggregates.slice_key(*aggregates.parse_slice(i["slice"])), {})
+            for k, v in i.items():
+                if isinstance(v, Decimal):
+                    target[k] = target.get(k, 0.0) + float(v)
+        return out
 
 
 def _dec(x):
@@ -190,6 +242,7 @@ def serving(monkeypatch):
     t = load_template()
     specs = {s.logical_id: s for s in function_specs(t, {}).values()}
     env = dict(specs["RecommendationsFunction"].environment)
+    env["AGGREGATE_SHARDS"] = specs["AggregatorFunction"].environment["AGGREGATE_SHARDS"]
     env.update(
         {
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -208,7 +261,7 @@ def serving(monkeypatch):
         monkeypatch.setenv(k, v)
     _router_state_per_thread()
     moto_dynamodb.install()  # DynamoDB's concurrency semantics (the local stack installs it too)
-    with mock_aws():
+    with mock_aws(), aggregator_modules() as aggregator:
         clear_caches()
-        yield Serving(t)
+        yield Serving(t, aggregator["app"])
     clear_caches()

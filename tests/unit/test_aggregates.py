@@ -51,3 +51,24 @@ def test_add_expression_and_slices_roundtrip():
     assert totals["A"]["all"] == {"exposed": 3.0}
     assert totals["A"]["days"] == {"2026-11-24": {"exposed": 1.0}}
     assert totals["B#x"]["all"] == {"exposed": 2.0}
+
+
+def test_readers_sum_every_shard_and_skip_what_is_not_a_slice():
+    """The aggregator ADDs to one of AGGREGATE_SHARDS copies per transaction; results sum them
+    (with items written before sharding, which carry no shard)."""
+    assert aggregates.slice_key("A", "2026-12-01", 7) == "A#2026-12-01#07"
+    assert aggregates.parse_slice("A#2026-12-01#07") == ("A", "2026-12-01")
+    assert aggregates.parse_slice("B#x#ALL#15") == ("B#x", "ALL")
+    assert aggregates.parse_slice("recs-ab") is None  # a watermark item's range key
+    items = [
+        {"experiment_id": "e", "slice": "A#ALL#00", "exposed": 2, "sum_click": 1.5},
+        {"experiment_id": "e", "slice": "A#ALL#13", "exposed": 3},
+        {"experiment_id": "e", "slice": "A#ALL", "exposed": 1},
+        {"experiment_id": "e", "slice": "A#2026-12-01#04", "exposed": 5},
+        {"experiment_id": "e", "slice": "A#2026-12-01#09", "exposed": 1},
+        {"experiment_id": "e", "slice": "not-a-slice", "exposed": 100},
+    ]
+    totals = aggregates.variant_totals(items)
+    assert totals == {
+        "A": {"all": {"exposed": 6.0, "sum_click": 1.5}, "days": {"2026-12-01": {"exposed": 6.0}}}
+    }

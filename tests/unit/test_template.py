@@ -33,6 +33,7 @@ FUNCTIONS = (
     "EventsFunction",
     "EventReplayFunction",
     "ExperimentsFunction",
+    "AggregatorFunction",
     "PrepareDataFunction",
     "QualityGateFunction",
     "ModelMonitorFunction",
@@ -453,6 +454,32 @@ def check_vpc_parameters_guarded(doc: dict) -> None:
         assert f'{{"Ref": "{name}"}}' in rules, f"no rule on {name}"
 
 
+def check_counting_off_the_request_path(doc: dict) -> None:
+    """Issue 16: serving Lambdas cannot write the aggregates (no shared item on the request path);
+    the aggregator reads the assignments stream with bisection, partial batch responses, bounded
+    retries and an on-failure queue whose depth and the stream's iterator age raise alarms."""
+    for name in ("RecommendationsFunction", "EventsFunction"):
+        text = json.dumps(props(doc, name).get("Policies"))
+        assert '"Ref": "AggregatesTable"' not in text, f"{name} may write the aggregates"
+    stream = props(doc, "AssignmentsTable").get("StreamSpecification") or {}
+    assert stream.get("StreamViewType") == "NEW_AND_OLD_IMAGES", "assignments stream: old and new images"
+    (event,) = [e for e in props(doc, "AggregatorFunction")["Events"].values() if e["Type"] == "DynamoDB"]
+    e = event["Properties"]
+    assert e["Stream"] == {"Fn::GetAtt": ["AssignmentsTable", "StreamArn"]}
+    assert e.get("BisectBatchOnFunctionError") is True and e.get("FunctionResponseTypes") == [
+        "ReportBatchItemFailures"
+    ]
+    assert e.get("MaximumRetryAttempts", -1) >= 0, "unbounded retries block the shard for 24 h"
+    queue = e["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
+    alarmed = {
+        json.dumps(a["Properties"].get("Dimensions"))
+        for a in resources(doc, "AWS::CloudWatch::Alarm").values()
+    }
+    assert any(queue in d for d in alarmed), "no alarm on the aggregator's DLQ"
+    metrics = {a["Properties"].get("MetricName") for a in resources(doc, "AWS::CloudWatch::Alarm").values()}
+    assert "IteratorAge" in metrics, "no alarm on the counts' lag (IteratorAge)"
+
+
 def check_alarms_watch_published_metrics(doc: dict) -> None:
     """Every alarm on the project's namespace watches a metric the code really publishes, under the
     publishing function's service dimension; pending events have an alarm (issue 10, item 1)."""
@@ -536,6 +563,7 @@ CHECKS: dict[str, Callable[[dict], None]] = {
         check_prepare_data_s3_is_what_it_calls,
         check_granted_actions_are_called,
         check_vpc_parameters_guarded,
+        check_counting_off_the_request_path,
         check_alarms_watch_published_metrics,
         check_api_authorization,
     )
@@ -792,6 +820,18 @@ BREAKAGES: list[tuple[str, str, Callable[[dict], None]]] = [
         _set(["Conditions", "UseVpc"], {"Fn::Equals": [{"Ref": "EnableVpcEndpoints"}, "true"]}),
     ),
     (
+        "events write the aggregates again (main before issue 16)",
+        "check_counting_off_the_request_path",
+        lambda d: d[R]["EventsFunction"]["Properties"]["Policies"].append(
+            {"DynamoDBCrudPolicy": {"TableName": {"Ref": "AggregatesTable"}}}
+        ),
+    ),
+    (
+        "aggregator DLQ without an alarm",
+        "check_counting_off_the_request_path",
+        lambda d: d[R].pop("AggregatorDeadLetterAlarm"),
+    ),
+    (
         "pending-events alarm dropped",
         "check_alarms_watch_published_metrics",
         lambda d: d[R].pop("EventsPendingAlarm"),
@@ -864,6 +904,9 @@ ALLOWED_MANAGED_POLICIES = {
     "service-role/AWSLambdaBasicExecutionRole",
     "AWSXrayWriteOnlyAccess",
     "service-role/AWSLambdaVPCAccessExecutionRole",  # SAM adds it whenever VpcConfig is declared
+    # SAM adds it for a DynamoDB event (stream reads: DescribeStream, GetRecords, GetShardIterator,
+    # ListStreams); the aggregator's own statements are scoped to its tables.
+    "service-role/AWSLambdaDynamoDBExecutionRole",
 }
 
 

@@ -1,12 +1,14 @@
 """Sufficient statistics per experiment x variant, kept as atomic DynamoDB counters.
 
-Writers (the events and recommendations Lambdas) turn a change in one user's totals into
-counter deltas; readers (experiment analysis) turn the counters back into per-variant stats.
-Naming is fixed in docs/architecture.md ("Aggregates").
+The aggregator (functions/aggregator) turns a change in one user's totals into counter deltas
+and ADDs them to one of AGGREGATE_SHARDS copies of each slice; readers (experiment analysis) sum
+the shards and turn the counters back into per-variant stats. Naming is fixed in
+docs/architecture.md ("Aggregates").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from itertools import combinations
 
@@ -14,14 +16,19 @@ ALL = "ALL"
 VALUE = "value"
 
 
-def slice_key(variant: str, day: str = ALL) -> str:
-    """Range key of a slice: '<variant>#ALL' or '<variant>#YYYY-MM-DD'."""
-    return f"{variant}#{day}"
+# '<variant>#ALL' or '<variant>#YYYY-MM-DD', then '#<shard>' (items written before sharding have none)
+_SLICE = re.compile(r"^(?P<variant>.+)#(?P<day>ALL|\d{4}-\d{2}-\d{2})(?:#(?P<shard>\d{1,4}))?$")
 
 
-def parse_slice(key: str) -> tuple[str, str]:
-    variant, _, day = key.rpartition("#")
-    return variant, day
+def slice_key(variant: str, day: str = ALL, shard: int | None = None) -> str:
+    """Range key of a slice: '<variant>#ALL' or '<variant>#YYYY-MM-DD', with '#NN' for a shard."""
+    return f"{variant}#{day}" if shard is None else f"{variant}#{day}#{shard:02d}"
+
+
+def parse_slice(key: str) -> tuple[str, str] | None:
+    """(variant, day) of a slice key of any shard; None for an item that is not a slice."""
+    m = _SLICE.match(key)
+    return (m["variant"], m["day"]) if m else None
 
 
 def metric_names(event_types: Iterable[str]) -> list[str]:
@@ -66,58 +73,23 @@ def add_expression(deltas: Mapping[str, float]) -> tuple[str, dict[str, str], di
 
 
 def variant_totals(items: Iterable[Mapping]) -> dict[str, dict]:
-    """Group raw aggregate items into {variant: {"all": counters, "days": {day: counters}}}."""
+    """Sum raw aggregate items (every shard of a slice) into
+    {variant: {"all": counters, "days": {day: counters}}}."""
     out: dict[str, dict] = {}
     for item in items:
-        variant, day = parse_slice(item["slice"])
-        counters = {k: float(v) for k, v in item.items() if k not in ("experiment_id", "slice")}
+        parsed = parse_slice(item["slice"])
+        if parsed is None:
+            continue
+        variant, day = parsed
         entry = out.setdefault(variant, {"all": {}, "days": {}})
-        if day == ALL:
-            entry["all"] = counters
-        else:
-            entry["days"][day] = counters
+        target = entry["all"] if day == ALL else entry["days"].setdefault(day, {})
+        for k, v in item.items():
+            if k not in ("experiment_id", "slice"):
+                target[k] = target.get(k, 0.0) + float(v)
     return out
-
-
-# --- Write path (serving Lambdas): low-level TransactWriteItems operations ---------------------
 
 
 def number(x: float) -> dict[str, str]:
     """A DynamoDB N attribute value; integers stay integral so counters read back exact."""
     x = float(x)
     return {"N": str(int(x)) if x.is_integer() else repr(x)}
-
-
-def day_of(epoch_seconds: float) -> str:
-    """UTC day 'YYYY-MM-DD' of the slice an update lands in."""
-    import time
-
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch_seconds))
-
-
-def slice_updates(
-    table: str, experiment_id: str, variant: str, deltas: Mapping[str, float], day: str
-) -> list[dict]:
-    """Two Update operations (the '<variant>#ALL' slice and the day slice) that ADD `deltas`.
-
-    Put them in the same TransactWriteItems as the change they count, so each change is
-    counted exactly once: both slices move together with it, or nothing moves.
-    """
-    deltas = {k: v for k, v in deltas.items() if v}
-    if not deltas:
-        return []
-    expression, names, values = add_expression(deltas)
-    ops = []
-    for key in (slice_key(variant), slice_key(variant, day)):
-        ops.append(
-            {
-                "Update": {
-                    "TableName": table,
-                    "Key": {"experiment_id": {"S": experiment_id}, "slice": {"S": key}},
-                    "UpdateExpression": expression,
-                    "ExpressionAttributeNames": names,
-                    "ExpressionAttributeValues": {k: number(v) for k, v in values.items()},
-                }
-            }
-        )
-    return ops

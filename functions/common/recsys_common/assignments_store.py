@@ -92,15 +92,23 @@ def unstored(experiment: Experiment, user_id: str, reason: str) -> Assignment:
     return Assignment(user_id, variant or experiment.control, False, reason, bucket, experiment.phase)
 
 
-def exposure_op(experiment: Experiment, a: Assignment) -> dict | None:
-    """The write that records a first exposure (and, for a new user, the assignment itself).
+# The user's totals live on the assignment item, the only item of the user that counting writes:
+# exposed_at, n_requests, n_fallbacks and one m_<metric> per metric, with a revision `rev` (+1 per
+# change) and `changed_at`. functions/aggregator derives the aggregate counters from the stream
+# of these items' changes (docs/architecture.md, "Counting"); no request writes a shared item.
+
+
+def request_op(experiment: Experiment, a: Assignment, fallback: bool) -> dict | None:
+    """The write that counts one recommendation request of a counted user (and its first exposure;
+    for a new user, the assignment itself).
 
     Conditional, so that concurrent requests expose a user once: the loser's transaction is
-    cancelled and it re-reads the assignment. None when nothing needs writing.
+    cancelled and it re-reads the assignment. None for users outside the experiment.
     """
-    if not a.counted or a.exposed:
+    if not a.counted:
         return None
     table = ddb.table_name("ASSIGNMENTS_TABLE")
+    key = ddb.serialize({"user_id": a.user_id, "experiment_id": experiment.experiment_id})
     now = now_iso()
     if a.reason in ("new", "reassigned"):
         item = {
@@ -111,6 +119,10 @@ def exposure_op(experiment: Experiment, a: Assignment) -> dict | None:
             "bucket": a.bucket,
             "assigned_at": now,
             "exposed_at": now,
+            "n_requests": 1,
+            "n_fallbacks": int(fallback),
+            "rev": 1,  # (phase, rev) orders the item's versions; a new phase starts again at 1
+            "changed_at": now,
         }
         return {
             "Put": {
@@ -120,51 +132,43 @@ def exposure_op(experiment: Experiment, a: Assignment) -> dict | None:
                 "ExpressionAttributeValues": {":phase": {"N": str(a.phase)}},
             }
         }
+    sets, condition = ["changed_at = :now"], "phase = :phase AND variant = :v"
+    if not a.exposed:
+        sets.append("exposed_at = :now")
+        condition += " AND attribute_not_exists(exposed_at)"
     return {
         "Update": {
             "TableName": table,
-            "Key": ddb.serialize({"user_id": a.user_id, "experiment_id": experiment.experiment_id}),
-            "UpdateExpression": "SET exposed_at = :now",
-            "ConditionExpression": "attribute_not_exists(exposed_at) AND phase = :phase AND variant = :v",
-            "ExpressionAttributeValues": ddb.serialize({":now": now, ":phase": a.phase, ":v": a.variant}),
+            "Key": key,
+            "UpdateExpression": "SET " + ", ".join(sets) + " ADD rev :one, n_requests :one, n_fallbacks :f",
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": ddb.serialize(
+                {":now": now, ":phase": a.phase, ":v": a.variant, ":one": 1, ":f": int(fallback)}
+            ),
         }
     }
 
 
-def totals(a: Assignment, metrics) -> dict[str, float]:
-    """The user's per-metric totals (m_<metric>) as stored."""
-    stored = a.stored if a.current else {}
-    return {m: float(stored.get(f"m_{m}", 0) or 0) for m in metrics}
+def events_op(experiment: Experiment, a: Assignment, increments: dict[str, float]) -> dict:
+    """ADD the events' increments to the user's metric totals (m_<metric>), on condition that the
+    user is still exposed in this variant and phase (otherwise: re-read, the events are not counted).
 
-
-def totals_op(experiment: Experiment, a: Assignment, old: dict, new: dict) -> dict:
-    """SET the user's new totals, on condition that they still hold the old ones (optimistic).
-
-    Every metric is checked, not only the changed ones: the cross-product deltas (sumxy) of a
-    changed metric are computed with the old values of all the others, so a concurrent change to
-    any of them must cancel this write.
+    ADD commutes, so concurrent writes of the same user need no read-modify-write: the aggregator
+    derives every counter (squares, cross products) from the images before and after.
     """
-    names, values, sets, conds = {"#v": "variant", "#p": "phase"}, {}, [], ["#v = :v", "#p = :p"]
-    values[":v"] = {"S": a.variant}
-    values[":p"] = {"N": str(a.phase)}
-    conds.append("attribute_exists(exposed_at)")
-    for i, m in enumerate(sorted(new)):
-        names[f"#m{i}"] = f"m_{m}"
-        if new[m] != old.get(m, 0):
-            values[f":n{i}"] = aggregates.number(new[m])
-            sets.append(f"#m{i} = :n{i}")
-        if old.get(m, 0):
-            values[f":o{i}"] = aggregates.number(old[m])
-            conds.append(f"#m{i} = :o{i}")
-        else:
-            values[f":z{i}"] = {"N": "0"}
-            conds.append(f"(attribute_not_exists(#m{i}) OR #m{i} = :z{i})")
+    names, values, adds = {"#v": "variant", "#p": "phase"}, {}, ["rev :one"]
+    values.update(ddb.serialize({":v": a.variant, ":p": a.phase, ":one": 1, ":now": now_iso()}))
+    for i, (m, inc) in enumerate(sorted(increments.items())):
+        if inc:
+            names[f"#m{i}"] = f"m_{m}"
+            values[f":m{i}"] = aggregates.number(inc)
+            adds.append(f"#m{i} :m{i}")
     return {
         "Update": {
             "TableName": ddb.table_name("ASSIGNMENTS_TABLE"),
             "Key": ddb.serialize({"user_id": a.user_id, "experiment_id": experiment.experiment_id}),
-            "UpdateExpression": "SET " + ", ".join(sets),
-            "ConditionExpression": " AND ".join(conds),
+            "UpdateExpression": "SET changed_at = :now ADD " + ", ".join(adds),
+            "ConditionExpression": "#v = :v AND #p = :p AND attribute_exists(exposed_at)",
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
