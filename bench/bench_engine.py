@@ -31,6 +31,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 
+from bench.engine_client import wait_status, wait_until
 from local.personalize.models import load_model
 from local.personalize.serving import get_recommendations
 from local.personalize.training import RECIPES, TrainingData, train_solution_version
@@ -201,7 +202,7 @@ def _http_figures() -> dict:
         pz = boto3.client("personalize", endpoint_url=url, **kw)
         rt = boto3.client("personalize-runtime", endpoint_url=url, **kw)
         ev = boto3.client("personalize-events", endpoint_url=url, **kw)
-        _wait_until(lambda: pz.list_dataset_groups() is not None, "engine start")
+        wait_until(lambda: pz.list_dataset_groups() is not None, "engine start")
         data = load_movielens()
         s3.create_bucket(Bucket="bench")
         s3.put_object(
@@ -216,18 +217,18 @@ def _http_figures() -> dict:
         )
         schema_arn = pz.create_schema(name="bench-i", schema=schema)["schemaArn"]
         dsg = pz.create_dataset_group(name="bench")["datasetGroupArn"]
-        _wait_status(lambda: pz.describe_dataset_group(datasetGroupArn=dsg)["datasetGroup"]["status"])
+        wait_status(lambda: pz.describe_dataset_group(datasetGroupArn=dsg)["datasetGroup"]["status"])
         ds = pz.create_dataset(
             name="bench-i", schemaArn=schema_arn, datasetGroupArn=dsg, datasetType="Interactions"
         )["datasetArn"]
-        _wait_status(lambda: pz.describe_dataset(datasetArn=ds)["dataset"]["status"])
+        wait_status(lambda: pz.describe_dataset(datasetArn=ds)["dataset"]["status"])
         job = pz.create_dataset_import_job(
             jobName="bench",
             datasetArn=ds,
             dataSource={"dataLocation": "s3://bench/i.csv"},
             roleArn="arn:aws:iam::123456789012:role/bench",
         )["datasetImportJobArn"]
-        _wait_status(
+        wait_status(
             lambda: pz.describe_dataset_import_job(datasetImportJobArn=job)["datasetImportJob"]["status"]
         )
         sol = pz.create_solution(
@@ -236,10 +237,10 @@ def _http_figures() -> dict:
             recipeArn="arn:aws:personalize:::recipe/aws-user-personalization",
             performAutoTraining=False,
         )["solutionArn"]
-        _wait_status(lambda: pz.describe_solution(solutionArn=sol)["solution"]["status"])
+        wait_status(lambda: pz.describe_solution(solutionArn=sol)["solution"]["status"])
         sv, full_wall = _train_via_protocol(pz, sol, "FULL")
         camp = pz.create_campaign(name="bench", solutionVersionArn=sv, minProvisionedTPS=1)["campaignArn"]
-        _wait_status(lambda: pz.describe_campaign(campaignArn=camp)["campaign"]["status"])
+        wait_status(lambda: pz.describe_campaign(campaignArn=camp)["campaign"]["status"])
         tracker = pz.create_event_tracker(name="bench", datasetGroupArn=dsg)
         users = data.interactions["USER_ID"].unique().tolist()
         items = data.interactions["ITEM_ID"].unique().tolist()
@@ -294,28 +295,6 @@ def _train_via_protocol(pz, solution_arn: str, mode: str) -> tuple[str, float]:
             raise RuntimeError(f"{mode} training ended {status}")
         time.sleep(0.02)
     return arn, time.perf_counter() - start
-
-
-def _wait_until(check, what, timeout=30.0):
-    deadline = time.time() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except Exception:
-            if time.time() > deadline:
-                raise
-        if time.time() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.2)
-
-
-def _wait_status(describe, timeout=120.0):
-    deadline = time.time() + timeout
-    while (status := describe()) != "ACTIVE":
-        if "FAILED" in status or time.time() > deadline:
-            raise RuntimeError(f"resource ended {status}")
-        time.sleep(0.2)
 
 
 # --- scaling ---------------------------------------------------------------------------------------------------

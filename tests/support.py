@@ -132,3 +132,21 @@ def json_api(answer: Callable[[str, str, dict | None], tuple[int, object]]):
     finally:
         server.shutdown()
         server.server_close()
+
+
+AGGREGATOR = Path(__file__).resolve().parents[1] / "functions" / "aggregator"
+AGGREGATOR_MODULES = ("fold", "store", "reconcile", "app")
+
+
+@contextlib.contextmanager
+def aggregator_modules():
+    """functions/aggregator's modules as the Lambda runtime imports them (its folder on sys.path),
+    taken off again after: their names (app, fold, store, reconcile) are other functions' names too."""
+    saved = {n: sys.modules.pop(n) for n in AGGREGATOR_MODULES if n in sys.modules}
+    try:
+        with on_sys_path(AGGREGATOR):
+            yield {n: importlib.import_module(n) for n in AGGREGATOR_MODULES}
+    finally:
+        for n in AGGREGATOR_MODULES:
+            sys.modules.pop(n, None)
+        sys.modules.update(saved)

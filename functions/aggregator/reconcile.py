@@ -42,19 +42,7 @@ def _pages(experiment_id: str, segment: int, total_segments: int):
 
 def counted(experiment_id: str) -> dict[str, dict[str, float]]:
     """The ALL counters per variant, summed over shards (what the results endpoint reads)."""
-    items, kwargs = [], {}
-    while True:
-        page = ddb.client().query(
-            TableName=ddb.table_name("AGGREGATES_TABLE"),
-            KeyConditionExpression="experiment_id = :e",
-            ExpressionAttributeValues={":e": {"S": experiment_id}},
-            ConsistentRead=True,
-            **kwargs,
-        )
-        items += [ddb.deserialize(i) for i in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = ddb.query_partition("AGGREGATES_TABLE", "experiment_id", experiment_id, consistent=True)
     return {v: t["all"] for v, t in aggregates.variant_totals(items).items()}
 
 

@@ -68,19 +68,10 @@ def get_experiment(experimentId: str):
 def _aggregate_items(experiment_id: str) -> list[dict]:
     """The experiment's counter items (one Query, paginated): keys and numeric counters only
     (writers may add timestamps)."""
-    items, kwargs = [], {}
-    while True:
-        page = ddb.client().query(
-            TableName=ddb.table_name("AGGREGATES_TABLE"),
-            KeyConditionExpression="experiment_id = :e",
-            ExpressionAttributeValues={":e": {"S": experiment_id}},
-            **kwargs,
-        )
-        for item in map(ddb.deserialize, page["Items"]):
-            items.append({k: v for k, v in item.items() if k in ("experiment_id", "slice") or _counter(v)})
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return [
+        {k: v for k, v in item.items() if k in ("experiment_id", "slice") or _counter(v)}
+        for item in ddb.query_partition("AGGREGATES_TABLE", "experiment_id", experiment_id)
+    ]
 
 
 def _counter(value) -> bool:

@@ -15,13 +15,13 @@ from itertools import combinations
 
 import boto3
 import pytest
-from tests.integration.test_serving_harness import Context
 
 from local.moto_patches import dynamodb as moto_dynamodb
 from local.sam.streams import mappings, send_to_destination
+from tests.support import LambdaContext as Context
 
 pytestmark = pytest.mark.integration
-pytest_plugins = ["tests.integration.test_serving_harness"]  # the `serving` fixture
+pytest_plugins = ["tests.plugins.serving"]  # the `serving` fixture
 TYPES = ["click", "purchase", "view"]
 METRICS = sorted([*TYPES, "value"])
 

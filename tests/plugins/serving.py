@@ -20,8 +20,7 @@ from local.sam import provision, template
 from local.sam.http_api import build_event, make_route
 from local.sam.lambda_runner import function_specs
 from local.sam.streams import Delivery, lambda_record, mappings
-from tests.aggregator_modules import aggregator_modules
-from tests.support import LambdaContext, load_module
+from tests.support import LambdaContext, aggregator_modules, load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {

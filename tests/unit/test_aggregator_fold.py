@@ -12,7 +12,7 @@ from itertools import combinations
 
 import pytest
 
-from tests.aggregator_modules import aggregator_modules
+from tests.support import aggregator_modules
 
 TYPES = ["click", "purchase"]
 METRICS = sorted([*TYPES, "value"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import cache
 
@@ -66,6 +67,23 @@ def deserialize(item: dict | None) -> dict | None:
     if item is None:
         return None
     return plain({k: _DESER.deserialize(v) for k, v in item.items()})
+
+
+def query_partition(env_var: str, key_name: str, value: str, consistent: bool = False) -> Iterator[dict]:
+    """Every item of one partition (a Query, followed page by page), as plain Python."""
+    kwargs: dict = {}
+    while True:
+        page = client().query(
+            TableName=table_name(env_var),
+            KeyConditionExpression=f"{key_name} = :k",
+            ExpressionAttributeValues={":k": {"S": value}},
+            ConsistentRead=consistent,
+            **kwargs,
+        )
+        yield from map(deserialize, page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def get_item(env_var: str, key: dict, consistent: bool = False) -> dict | None:
