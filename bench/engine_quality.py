@@ -196,6 +196,8 @@ def large_catalogue(quick: bool, only: str | None = None) -> None:
             f"  {name:>6s} {n_events:12d} {n_items:6d} {result['method']:>9s} {result['seconds']:8.1f} "
             f"{result['max_rss_mb'] / 1024:7.2f} GB {ndcg:8.4f} {ndcg / knn:10.2f} {ndcg / pop:12.2f} {ceiling}"
         )
+        lam, half_life, markov = result["tuned"]
+        print(f"  {'':>6s} tuned: λ {lam:.0f}, half-life {half_life:g} events, next-item weight {markov:g}")
     print("  target: > item-kNN at 20,000 items and 1M interactions within 4 GiB")
     print(
         "  ceiling (groups): the generator's own ranking, its taste group's most popular unseen items;\n"
