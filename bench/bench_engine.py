@@ -10,7 +10,9 @@ configuration (explorationWeight 0.3), then asks GetRecommendations for every te
 baselines (bench/baselines.py: EASE λ=100 and λ=500, item-kNN, popularity) train on the same data.
 Also: the fold-in shift (share of horror films in the top 25 of users without horror history,
 before/after 5 PutEvents of popular horror films), FULL training time, and the large-catalogue
-figures on the generated scaling data (20,000 items; peak memory of the training process).
+figures on two generated data sets (20,000 items, peak memory of the training process): the
+scaling data ("groups", with the generator's own ranking as a ceiling) and "tastes" (latent tastes
+and drift, structure beyond popularity).
 Run: `OPENBLAS_NUM_THREADS=1 python -m bench engine` (add `--quick` for 2 seeds, no order-ignored
 ablation and smaller scaling data); one BLAS thread keeps timings sane on a shared machine.
 """
