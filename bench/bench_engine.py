@@ -10,7 +10,9 @@ configuration (explorationWeight 0.3), then asks GetRecommendations for every te
 baselines (bench/baselines.py: EASE λ=100 and λ=500, item-kNN, popularity) train on the same data.
 Also: the fold-in shift (share of horror films in the top 25 of users without horror history,
 before/after 5 PutEvents of popular horror films), FULL training time, and the large-catalogue
-figures on the generated scaling data (20,000 items; peak memory of the training process).
+figures on two generated data sets (20,000 items, peak memory of the training process): the
+scaling data ("groups", with the generator's own ranking as a ceiling) and "tastes" (latent tastes
+and drift, structure beyond popularity).
 Run: `OPENBLAS_NUM_THREADS=1 python -m bench engine` (add `--quick` for 2 seeds, no order-ignored
 ablation and smaller scaling data); one BLAS thread keeps timings sane on a shared machine.
 """
@@ -323,6 +325,58 @@ def synthetic(n_interactions: int, n_items: int, seed=0) -> TrainingData:
             }
         )
     )
+
+
+def synthetic_tastes(n_interactions: int, n_items: int, n_tastes=50, stay=0.8, seed=0) -> TrainingData:
+    """Scaling data with something to learn beyond popularity: every item has one of `n_tastes`
+    latent tastes (power-law popularity, exponent 0.8, inside it); every user has 3 tastes and
+    drifts between them (the next event stays in the current taste with probability `stay`, else
+    moves on to the user's next taste), in TIMESTAMP order. Users = interactions/40, power-law
+    activity, as `synthetic`."""
+    rng = np.random.default_rng(seed)
+    n_users = max(50, n_interactions // 40)
+    item_taste = rng.integers(0, n_tastes, n_items)
+    pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    members = [np.flatnonzero(item_taste == t) for t in range(n_tastes)]
+    probs = [pop[m] / pop[m].sum() for m in members]
+    user_p = 1.0 / np.arange(1, n_users + 1) ** 0.5
+    lengths = np.maximum(2, rng.multinomial(n_interactions, user_p / user_p.sum()))
+    items = []
+    for n in lengths:
+        tastes = rng.choice(n_tastes, 3, replace=False)
+        current = np.cumsum(rng.random(n) > stay) % 3
+        chosen = np.empty(n, np.int64)
+        for k, taste in enumerate(tastes):
+            at = current == k
+            chosen[at] = rng.choice(members[taste], at.sum(), p=probs[taste])
+        items.append(chosen)
+    users = np.repeat(np.arange(len(lengths)), lengths)
+    ts = np.concatenate([np.sort(rng.integers(0, 90 * 86400, n)) for n in lengths])
+    return TrainingData(
+        pd.DataFrame(
+            {
+                "USER_ID": users.astype(str),
+                "ITEM_ID": np.concatenate(items).astype(str),
+                "TIMESTAMP": 1_700_000_000 + ts,
+                "EVENT_TYPE": rng.choice(["view", "click", "purchase"], size=len(users), p=[0.7, 0.25, 0.05]),
+                "EVENT_VALUE": np.nan,
+            }
+        )
+    )
+
+
+def synthetic_ceiling_lists(
+    n_items: int, histories: dict[str, list[str]], k: int = 25
+) -> dict[str, list[str]]:
+    """The best lists any model can give on `synthetic` data: its events are drawn independently
+    (random timestamps, no order) from the popularity of the user's taste group, so the expected
+    hits are highest for the group's most popular unseen items, which this reads off the generator."""
+    lists = {}
+    for user, history in histories.items():
+        ranked = np.arange(n_items) if int(user) % 2 == 0 else (np.arange(n_items) + n_items // 2) % n_items
+        seen = set(history)
+        lists[user] = [str(i) for i in ranked[: k + len(seen)] if str(i) not in seen][:k]
+    return lists
 
 
 def scaling() -> None:
