@@ -219,7 +219,7 @@ def test_parallel_events_none_lost_none_double_counted(api):
     def send(events):
         # A client retries a 5xx with the same event ids (docs/openapi.yaml: storage_unavailable;
         # a Lambda timeout on a loaded machine); whatever the first try stored counts once.
-        for attempt in range(4):
+        for attempt in range(6):  # backs off up to ~30 s in all, as an SDK's retry policy would
             resp = api.session.post(f"{api.url}/events", json={"events": events}, timeout=60)
             if resp.status_code < 500:
                 break
