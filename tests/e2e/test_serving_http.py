@@ -127,6 +127,18 @@ def serving(tmp_path_factory):
         stack.stop()
 
 
+def post_retrying(session, url: str, body: dict):
+    """POST as a client with an SDK-like retry policy: a 5xx (storage_unavailable, a Lambda timeout
+    on a loaded machine) is sent again, backing off up to ~30 s in all. Safe here: assignments are
+    sticky and event ids make a re-sent event a duplicate."""
+    for attempt in range(6):
+        resp = session.post(url, json=body, timeout=60)
+        if resp.status_code < 500:
+            break
+        time.sleep(0.5 * 2**attempt)
+    return resp
+
+
 class Api:
     def __init__(self, stack):
         self.url, self.session, self.stack = stack.api_url, requests.Session(), stack
@@ -140,8 +152,8 @@ class Api:
         self.experiments = ddb.Table(stack.outputs["ExperimentsTableName"])
 
     def recommend(self, user_id: str, n: int = 5) -> dict:
-        resp = self.session.post(
-            f"{self.url}/recommendations", json={"user_id": user_id, "num_results": n}, timeout=30
+        resp = post_retrying(
+            self.session, f"{self.url}/recommendations", {"user_id": user_id, "num_results": n}
         )
         assert resp.status_code == 200, resp.text
         body = resp.json()
@@ -219,11 +231,7 @@ def test_parallel_events_none_lost_none_double_counted(api):
     def send(events):
         # A client retries a 5xx with the same event ids (docs/openapi.yaml: storage_unavailable;
         # a Lambda timeout on a loaded machine); whatever the first try stored counts once.
-        for attempt in range(6):  # backs off up to ~30 s in all, as an SDK's retry policy would
-            resp = api.session.post(f"{api.url}/events", json={"events": events}, timeout=60)
-            if resp.status_code < 500:
-                break
-            time.sleep(0.5 * 2**attempt)
+        resp = post_retrying(api.session, f"{api.url}/events", {"events": events})
         assert resp.status_code == 200, resp.text
         answers.append(resp.json())
 
