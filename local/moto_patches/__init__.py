@@ -14,8 +14,12 @@ each patch checks that the attributes it replaces still exist (`require`).
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.metadata import version
 from typing import Any
+
+import botocore.session
+from botocore.model import ServiceModel
 
 # The moto release these patches were reviewed against; pyproject.toml pins the same one
 # (tests/unit/test_moto_patches.py). On a moto upgrade, review every patch, then change both.
@@ -34,6 +38,13 @@ def require(owner: Any, *names: str) -> None:
             f"moto {version('moto')}: {owner.__module__}.{owner.__name__} has no {', '.join(missing)}; "
             "review local/moto_patches/ for this moto release"
         )
+
+
+@cache
+def service_model(name: str) -> ServiceModel:
+    """botocore's model of a service, loaded once: a load parses a large JSON file (~25 ms), and
+    the IAM hook asks for one on every request moto serves."""
+    return botocore.session.get_session().get_service_model(name)
 
 
 def install() -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import xmltodict
 
-from local.moto_patches import MotoPatchError, require
+from local.moto_patches import MotoPatchError, require, service_model
 
 # (key, service prefix, operation, params) -> None (allowed) or the denial message.
 Authorize = Callable[[str | None, str, str, dict], "str | None"]
@@ -82,11 +82,9 @@ def _missing(response: Any, params: dict) -> bool:
 
 
 def _service(response: Any) -> str:
-    from botocore.session import get_session
-
     name = response.boto3_service_name or response.service_name
     try:
-        model = get_session().get_service_model(name)
+        model = service_model(name)
     except Exception:
         return name
     return model.signing_name or model.endpoint_prefix
@@ -126,10 +124,8 @@ def _error(cls: type, code: str, message: str, status: int) -> Exception:
 
 
 def _protocol(response: Any) -> str:
-    from botocore.session import get_session
-
     try:
-        return get_session().get_service_model(response.boto3_service_name).protocol
+        return service_model(response.boto3_service_name).protocol
     except Exception:
         return "json"
 

@@ -18,11 +18,10 @@ import datetime
 from functools import cache
 from typing import Any
 
-import botocore.session
 from botocore.exceptions import ClientError
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
-from local.moto_patches import require
+from local.moto_patches import require, service_model
 
 # Step Functions' spelling of a service in error names where it is not botocore's serviceId.
 # moto hands the boto3 name ("stepfunctions" for aws-sdk:sfn); Step Functions says "Sfn".
@@ -40,7 +39,7 @@ def _key(name: str) -> str:
 @cache
 def operation_model(service: str, action: str) -> OperationModel:
     """`personalize`, `createSolution` (or `create_solution`) -> botocore's OperationModel."""
-    model = botocore.session.get_session().get_service_model(service)
+    model = service_model(service)
     wanted = _key(action)
     for name in model.operation_names:
         if _key(name) == wanted:
@@ -51,7 +50,7 @@ def operation_model(service: str, action: str) -> OperationModel:
 def error_service_name(service: str) -> str:
     if service in ERROR_SERVICE_NAMES:
         return ERROR_SERVICE_NAMES[service]
-    service_id = botocore.session.get_session().get_service_model(service).service_id
+    service_id = service_model(service).service_id
     return "".join(word[:1].upper() + word[1:] for word in str(service_id).split())
 
 
@@ -96,7 +95,7 @@ def to_sfn(value: Any, shape: Shape | None) -> Any:
 
 @cache
 def modelled_errors(service: str) -> frozenset[str]:
-    model = botocore.session.get_session().get_service_model(service)
+    model = service_model(service)
     return frozenset(
         shape.metadata.get("error", {}).get("code", name)
         for name in model.shape_names
