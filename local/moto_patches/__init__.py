@@ -14,6 +14,8 @@ each patch checks that the attributes it replaces still exist (`require`).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from functools import cache
 from importlib.metadata import version
 from typing import Any
@@ -38,6 +40,27 @@ def require(owner: Any, *names: str) -> None:
             f"moto {version('moto')}: {owner.__module__}.{owner.__name__} has no {', '.join(missing)}; "
             "review local/moto_patches/ for this moto release"
         )
+
+
+class Observers:
+    """The callbacks a patch calls after each change it watches (the stack's journal, its S3 mirror)."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[..., None]] = []
+
+    def add(self, callback: Callable[..., None]) -> None:
+        self._callbacks.append(callback)
+
+    def remove(self, callback: Callable[..., None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+    def __bool__(self) -> bool:
+        return bool(self._callbacks)
+
+    def notify(self, *args: object) -> None:
+        for callback in list(self._callbacks):
+            callback(*args)
 
 
 @cache

@@ -27,7 +27,7 @@ Three gaps matter to the serving path, which writes from many threads at once:
   lock now checks the client (waitress' client_disconnected; the stack's server looks ahead for
   it) and drops a request nobody waits for. DynamoDB gives no guarantee either way for a
   request whose answer was lost; the functions retry with the same ClientRequestToken.
-- moto keeps tables in memory only. `observe_writes` lets the stack journal every write request
+- moto keeps tables in memory only. `WRITES` lets the stack journal every write request
   as it is answered (local/sam/persistence.py), inside the same lock, so the journal's order is
   the order DynamoDB applied them.
 """
@@ -35,7 +35,6 @@ Three gaps matter to the serving path, which writes from many threads at once:
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import hashlib
 import json
@@ -45,7 +44,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from local.moto_patches import require
+from local.moto_patches import Observers, require
 
 LOCK = threading.RLock()
 WRITE_ACTIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
@@ -57,18 +56,9 @@ CONFLICTS: collections.Counter = collections.Counter()  # table name -> cancelle
 _tokens: dict[str, tuple[str, float]] = {}  # ClientRequestToken -> (items fingerprint, when)
 _in_flight: dict[tuple[str, str], float] = {}  # (table, key) -> held until (time.monotonic())
 _running_tokens: set[str] = set()
-_observers: list[Callable[[Any, str, dict], None]] = []
+# callback(backend, action, request body) after each write request, under the lock
+WRITES = Observers()
 _installed = False
-
-
-def observe_writes(callback: Callable[[Any, str, dict], None]) -> None:
-    """callback(backend, action, request body) after each write request, under the lock."""
-    _observers.append(callback)
-
-
-def stop_observing(callback: Callable[[Any, str, dict], None]) -> None:
-    with contextlib.suppress(ValueError):
-        _observers.remove(callback)
 
 
 def install() -> None:
@@ -118,8 +108,7 @@ def _client_gone() -> Callable[[], bool]:
 
 def _notify(handler: Any, action: str) -> None:
     """Tell the observers (the stack's journal) of a write request that succeeded; under LOCK."""
-    for callback in list(_observers):
-        callback(handler.dynamodb_backend, action, handler.body)
+    WRITES.notify(handler.dynamodb_backend, action, handler.body)
 
 
 def _idempotent(handler):

@@ -8,24 +8,13 @@ completion and uploads all end there) and delete_object the one place they leave
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from typing import Any
 
-from local.moto_patches import require
+from local.moto_patches import Observers, require
 
-_observers: list[Callable[[str, str, bytes | None], None]] = []
+# callback(bucket, key, bytes) after a put, callback(bucket, key, None) after a delete
+OBJECTS = Observers()
 _installed = False
-
-
-def observe_objects(callback: Callable[[str, str, bytes | None], None]) -> None:
-    """callback(bucket, key, bytes) after a put, callback(bucket, key, None) after a delete."""
-    _observers.append(callback)
-
-
-def stop_observing(callback: Callable[[str, str, bytes | None], None]) -> None:
-    with contextlib.suppress(ValueError):
-        _observers.remove(callback)
 
 
 def install() -> None:
@@ -39,15 +28,13 @@ def install() -> None:
 
     def put(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
         key = put_object(self, bucket_name, key_name, *args, **kwargs)
-        for callback in list(_observers):
-            callback(bucket_name, key_name, key.value)
+        OBJECTS.notify(bucket_name, key_name, key.value)
         return key
 
     def delete(self: Any, bucket_name: str, key_name: str, *args: Any, **kwargs: Any) -> Any:
         result = delete_object(self, bucket_name, key_name, *args, **kwargs)
-        if _observers and self.get_bucket(bucket_name).keys.get(key_name) is None:
-            for callback in list(_observers):
-                callback(bucket_name, key_name, None)
+        if OBJECTS and self.get_bucket(bucket_name).keys.get(key_name) is None:
+            OBJECTS.notify(bucket_name, key_name, None)
         return result
 
     S3Backend.put_object, S3Backend.delete_object = put, delete

@@ -45,12 +45,12 @@ class Persistence:
         """Journal every DynamoDB write and mirror every S3 object from now on."""
         self.root.mkdir(parents=True, exist_ok=True)
         self._journal = self.journal_path.open("a", encoding="utf-8")
-        ddb_patch.observe_writes(self._on_write)
-        s3_mirror.observe_objects(self._on_object)
+        ddb_patch.WRITES.add(self._on_write)
+        s3_mirror.OBJECTS.add(self._on_object)
 
     def stop(self) -> None:
-        ddb_patch.stop_observing(self._on_write)
-        s3_mirror.stop_observing(self._on_object)
+        ddb_patch.WRITES.remove(self._on_write)
+        s3_mirror.OBJECTS.remove(self._on_object)
         with self._lock:
             if self._journal is not None:
                 self._journal.close()
