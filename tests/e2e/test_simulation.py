@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import boto3
@@ -45,6 +46,40 @@ def _snapshot(stack) -> dict:
         }
         for v, d in res["variants"].items()
     }
+
+
+def _settled_snapshot(stack) -> dict:
+    """The results once every stored user's totals are counted: the counters follow the
+    assignments stream, so traffic sent just before (the serving probe, earlier tests) may still
+    be on its way. Waits until the exposures and event counts per variant equal what the
+    assignments table holds, read with boto3 (the stack's ground truth)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    ddb, items, kwargs = stack.client("dynamodb"), [], {"ConsistentRead": True}
+    kwargs["TableName"] = stack.outputs["AssignmentsTableName"]
+    while True:
+        page = ddb.scan(**kwargs)
+        items += [{k: TypeDeserializer().deserialize(v) for k, v in i.items()} for i in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    stored: dict = {}
+    for item in items:
+        if item.get("experiment_id") != EXPERIMENT or "exposed_at" not in item:
+            continue
+        v = stored.setdefault(item["variant"], {"exposed": 0, "events": Counter()})
+        v["exposed"] += 1
+        v["events"].update({k[2:]: int(n) for k, n in item.items() if k.startswith("m_") and k != "m_value"})
+
+    def matches(snapshot: dict) -> None:
+        for variant, want in stored.items():
+            got = snapshot.get(variant, {"exposed": 0, "events": {}})
+            assert got["exposed"] == want["exposed"], (variant, got, want)
+            assert {k: got["events"].get(k, 0) for k in want["events"]} == dict(want["events"]), variant
+
+    last: list[dict] = []
+    wait_counted(lambda: last.append(_snapshot(stack)) or last[-1], matches)
+    return last[-1]
 
 
 def _assert_counted_exactly(before: dict, after: dict, sim: dict) -> None:
@@ -96,7 +131,7 @@ def fresh_stack(tmp_path_factory):
 
 def test_aa_simulation_is_counted_exactly_and_names_no_winner(fresh_stack, tmp_path):
     _require_serving(fresh_stack.api_url)
-    before = _snapshot(fresh_stack)
+    before = _settled_snapshot(fresh_stack)
     sim = simulate.run(fresh_stack.api_url, users=330, sessions=2, aa=True, seed=11, workers=8)
     wait_counted(lambda: _snapshot(fresh_stack), lambda after: _assert_counted_exactly(before, after, sim))
 
@@ -110,7 +145,7 @@ def test_aa_simulation_is_counted_exactly_and_names_no_winner(fresh_stack, tmp_p
 def test_simulation_on_trained_models(local_stack, request):
     _require_serving(local_stack.api_url)
     trained_local_stack = request.getfixturevalue("trained_local_stack")  # trains once per session
-    before = _snapshot(trained_local_stack)
+    before = _settled_snapshot(trained_local_stack)
     sim = simulate.run(trained_local_stack.api_url, users=150, sessions=3, seed=5, workers=8)
     wait_counted(
         lambda: _snapshot(trained_local_stack),
