@@ -911,22 +911,11 @@ ALLOWED_MANAGED_POLICIES = {
 
 
 def sam_transform(doc: dict, monkeypatch) -> dict:
-    """Expand the template with the SAM translator (offline; code URIs stand in as S3 URIs)."""
-    from samtranslator.translator.transform import transform
+    """Expand the template with the SAM translator, as the local stack's IAM does."""
+    from local.iam.policies import sam_expand
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    doc = copy.deepcopy(doc)
-    for spec in doc["Resources"].values():
-        p = spec.get("Properties") or {}
-        for key in ("CodeUri", "DefinitionUri", "ContentUri"):
-            if isinstance(p.get(key), str):
-                p[key] = f"s3://artifacts/{p[key]}"
-
-    class NoManagedPolicies:
-        def load(self) -> dict:
-            return {}
-
-    return transform(doc, {}, NoManagedPolicies())
+    return sam_expand(doc)
 
 
 def test_expanded_roles_are_least_privilege(doc, monkeypatch):
