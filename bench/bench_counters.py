@@ -25,11 +25,12 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from itertools import combinations
 from pathlib import Path
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
+
+from tests.unit.abtest_helpers import variant_counters
 
 CLIENTS = 32
 USERS_PER_CLIENT = 4
@@ -260,21 +261,7 @@ def _exactness(stack, experiment: str) -> tuple[bool, int, int]:
         if e.get("counted") and e.get("experiment_id") == experiment and e["user_id"] in variant_of:
             totals[e["user_id"]][e["event_type"]] += 1
             totals[e["user_id"]]["value"] += float(e.get("value", 0))
-    metrics = sorted([*TYPES, "value"])
-    expected: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for user, variant in variant_of.items():
-        t, c = totals[user], expected[variant]
-        c["exposed"] += 1
-        c["requests"] += t["requests"]
-        c["fallbacks"] += t["fallbacks"]
-        for m in metrics:
-            c[f"sum_{m}"] += t[m]
-            c[f"sumsq_{m}"] += t[m] ** 2
-            c[f"users_{m}"] += t[m] > 0
-            if m in TYPES:
-                c[f"events_{m}"] += t[m]
-        for a, b in combinations(metrics, 2):
-            c[f"sumxy_{a}__{b}"] += t[a] * t[b]
+    expected = variant_counters(totals, variant_of, sorted([*TYPES, "value"]))
     got: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for item in _scan(stack, "AggregatesTable"):
         parts = item["slice"].split("#")
@@ -282,10 +269,9 @@ def _exactness(stack, experiment: str) -> tuple[bool, int, int]:
             for k, v in item.items():
                 if k not in ("experiment_id", "slice"):
                     got[parts[0]][k] += float(v)
-    keys = {(v, k) for v in expected for k, x in expected[v].items() if x} | {
-        (v, k) for v in got for k in got[v]
-    }
-    differ = [key for key in keys if abs(got[key[0]][key[1]] - expected[key[0]][key[1]]) > 1e-6 * max(1, abs(expected[key[0]][key[1]]))]  # fmt: skip
+    keys = {(v, k) for v in expected for k in expected[v]} | {(v, k) for v in got for k in got[v]}
+    want = {(v, k): expected.get(v, {}).get(k, 0.0) for v, k in keys}
+    differ = [(v, k) for v, k in keys if abs(got[v][k] - want[v, k]) > 1e-6 * max(1, abs(want[v, k]))]
     return not differ, len(keys), len(differ)
 
 

@@ -11,7 +11,6 @@ import json
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from itertools import combinations
 
 import boto3
 import pytest
@@ -19,6 +18,7 @@ import pytest
 from local.moto_patches import dynamodb as moto_dynamodb
 from local.sam.streams import mappings, send_to_destination
 from tests.support import LambdaContext as Context
+from tests.unit.abtest_helpers import variant_counters
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.plugins.serving"]  # the `serving` fixture
@@ -47,21 +47,10 @@ def _traffic(serving, users: list[str]) -> dict[str, dict]:
 
 
 def _expected(users: dict[str, dict]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for t in users.values():
-        c = out.setdefault(f"{t['variant']}#ALL", defaultdict(float))
-        c["exposed"] += 1
-        c["requests"] += t["requests"]
-        c["fallbacks"] += t["requests"]
-        for m in METRICS:
-            c[f"sum_{m}"] += t[m]
-            c[f"sumsq_{m}"] += t[m] ** 2
-            c[f"users_{m}"] += t[m] > 0
-            if m in TYPES:
-                c[f"events_{m}"] += t[m]
-        for a, b in combinations(METRICS, 2):
-            c[f"sumxy_{a}__{b}"] += t[a] * t[b]
-    return {k: {n: v for n, v in c.items() if v} for k, c in out.items()}
+    """The ALL slices from each user's totals (every request here is a fallback)."""
+    totals = {u: {**t, "fallbacks": t["requests"]} for u, t in users.items()}
+    counters = variant_counters(totals, {u: t["variant"] for u, t in users.items()}, METRICS)
+    return {f"{v}#ALL": c for v, c in counters.items()}
 
 
 def _all_slices(serving) -> dict[str, dict[str, float]]:

@@ -31,6 +31,21 @@ def counters_from_users(users: dict[str, np.ndarray], exposed: int) -> dict[str,
     return out
 
 
+def variant_counters(totals: dict[str, dict[str, float]], variant_of: dict[str, str], metrics: list[str]):
+    """{variant: counters} of exposed users from each user's totals (metric totals, plus
+    `requests` and `fallbacks` when given): counters_from_users per variant."""
+    out = {}
+    for variant in sorted(set(variant_of.values())):
+        users = [u for u, v in variant_of.items() if v == variant]
+        c = counters_from_users(
+            {m: np.array([totals[u].get(m, 0.0) for u in users]) for m in metrics}, len(users)
+        )
+        for count in ("requests", "fallbacks"):
+            c[count] = float(sum(totals[u].get(count, 0.0) for u in users))
+        out[variant] = {k: v for k, v in c.items() if v}
+    return out
+
+
 def simulate_users(rng: np.random.Generator, n: int, p_click: float, p_buy: float, price: float = 20.0):
     """Per-user totals for n exposed users: views ~ Poisson, clicks ~ Binomial(views, p_click),
     purchases ~ Binomial(clicks, p_buy), value = purchases x price x noise."""
