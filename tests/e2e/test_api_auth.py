@@ -172,13 +172,21 @@ class TestNone:
         check_sender(local_stack, "anonymous", "anonymous")
 
 
-class TestJwt:
-    """ApiAuthorization=JWT with a required scope, tokens from the stack's local issuer."""
+class OwnStack:
+    """A class of tests on a stack of its own, started with ApiAuthorization=MODE."""
+
+    MODE = ""
 
     @pytest.fixture(scope="class")
     def stack(self, tmp_path_factory):
-        with _own_stack("JWT", tmp_path_factory) as running:
+        with _own_stack(self.MODE, tmp_path_factory) as running:
             yield running
+
+
+class TestJwt(OwnStack):
+    """ApiAuthorization=JWT with a required scope, tokens from the stack's local issuer."""
+
+    MODE = "JWT"
 
     @_matrix("JWT")
     def test_route(self, stack, route, kind, want):
@@ -209,13 +217,10 @@ class TestJwt:
         assert call.returncode == 0 and json.loads(call.stdout)["experiment_id"] == "recs-ab"
 
 
-class TestIam:
+class TestIam(OwnStack):
     """ApiAuthorization=IAM: every route signed with SigV4."""
 
-    @pytest.fixture(scope="class")
-    def stack(self, tmp_path_factory):
-        with _own_stack("IAM", tmp_path_factory) as running:
-            yield running
+    MODE = "IAM"
 
     @_matrix("IAM")
     def test_route(self, stack, route, kind, want):
