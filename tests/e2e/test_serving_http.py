@@ -274,12 +274,12 @@ def test_stickiness_survives_a_weight_change_and_a_new_phase_reassigns(api):
     skewed = {"A": 80, "B": 10, "C": 10}
     try:
         api.put_record(phase=20, variants={k: {"weight": w} for k, w in equal.items()})
-        old_users = [f"st-{i}" for i in range(300)]
+        old_users = [f"st-{i}" for i in range(200)]
         first = api.variants_of(old_users)
         assert first == {u: expected_variant("recs-ab", u, equal) for u in old_users}
         api.put_record(phase=20, variants={k: {"weight": w} for k, w in skewed.items()})
         assert api.variants_of(old_users) == first  # no silent reshuffle
-        new_users = [f"st-new-{i}" for i in range(300)]
+        new_users = [f"st-new-{i}" for i in range(200)]
         fresh = api.variants_of(new_users)
         assert fresh == {u: expected_variant("recs-ab", u, skewed) for u in new_users}
         assert chi_square_p(Counter(fresh.values()), skewed) > ALPHA

@@ -146,7 +146,7 @@ def test_simulation_on_trained_models(local_stack, request):
     _require_serving(local_stack.api_url)
     trained_local_stack = request.getfixturevalue("trained_local_stack")  # trains once per session
     before = _settled_snapshot(trained_local_stack)
-    sim = simulate.run(trained_local_stack.api_url, users=150, sessions=3, seed=5, workers=8)
+    sim = simulate.run(trained_local_stack.api_url, users=80, sessions=2, seed=5, workers=8)
     wait_counted(
         lambda: _snapshot(trained_local_stack),
         lambda after: _assert_counted_exactly(before, after, sim),
