@@ -130,8 +130,10 @@ def _deadline() -> float:
     return time.monotonic() + max(0.5, remaining - RESERVE_SECONDS)
 
 
-def _store_user(experiment, user_id, events, bot, now, received_at, deadline):
-    """(stored events, duplicate ids) for one user's events, exactly once."""
+def _store_user(experiment, a, events, bot, now, received_at, deadline):
+    """(stored events, duplicate ids) for one user's events, exactly once. `a`: the user's
+    assignment as read with the request's other users (re-read after a cancellation)."""
+    user_id = a.user_id
     metric_names = aggregates.metric_names(config.event_types())
     pending, duplicates, ops, build = list(events), [], None, 0
     for attempt in range(ATTEMPTS):
@@ -140,7 +142,8 @@ def _store_user(experiment, user_id, events, bot, now, received_at, deadline):
         if ops is None:  # (re)build from a fresh read; kept as is when only the answer was lost
             if not pending:
                 return [], duplicates
-            a = assignments_store.resolve(experiment, user_id, bot, consistent=True)
+            if build:  # cancelled: the stored assignment may have moved since
+                a = assignments_store.resolve(experiment, user_id, bot, consistent=True)
             ops, build = _ops(experiment, a, pending, bot, now, received_at, metric_names), build + 1
         try:
             ddb.client().transact_write_items(TransactItems=ops, ClientRequestToken=_token(ops, build))
@@ -235,10 +238,11 @@ def post_events():
     stored, duplicates, deadline = [], list(in_request_dups), _deadline()
     try:
         _attach_recommendations(list(unique.values()))
+        assigned = assignments_store.resolve_many(experiment, list(by_user), bot)
         for user_id, user_events in by_user.items():
             for start in range(0, len(user_events), EVENTS_PER_TRANSACTION):
                 chunk = user_events[start : start + EVENTS_PER_TRANSACTION]
-                new, dups = _store_user(experiment, user_id, chunk, bot, now, received_at, deadline)
+                new, dups = _store_user(experiment, assigned[user_id], chunk, bot, now, received_at, deadline)
                 stored += new
                 duplicates += dups
     except (Unavailable, ClientError, BotoCoreError) as exc:

@@ -8,7 +8,7 @@ import json
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from itertools import combinations
@@ -268,7 +268,7 @@ def test_a_concurrent_change_to_any_metric_of_the_user_is_not_lost(serving, monk
     rec = _expose(serving, "x")
     from recsys_common import assignments_store
 
-    resolve, interleaved = assignments_store.resolve, threading.Event()
+    resolve, interleaved = assignments_store.resolve_many, threading.Event()
 
     def resolve_then_let_another_request_commit(*args, **kwargs):
         a = resolve(*args, **kwargs)
@@ -280,7 +280,7 @@ def test_a_concurrent_change_to_any_metric_of_the_user_is_not_lost(serving, monk
             other.join()
         return a
 
-    monkeypatch.setattr(assignments_store, "resolve", resolve_then_let_another_request_commit)
+    monkeypatch.setattr(assignments_store, "resolve_many", resolve_then_let_another_request_commit)
     status, _, body = serving.request(
         "POST", "/events", {"user_id": "x", "item_id": "c", "event_type": "click"}
     )
@@ -317,6 +317,31 @@ def test_a_commit_whose_answer_is_lost_is_not_reported_as_duplicates(serving, mo
     assert (body["accepted"], body["duplicates"]) == (3, 0), body
     v = rec["variant"]
     assert _counters(serving, v) == _expected({"lost": {"click": 3}}, {v: ["lost"]})[v]
+
+
+def test_assignments_a_throttled_batch_read_leaves_unprocessed_are_read_one_by_one(serving, monkeypatch):
+    """BatchGetItem may return keys as UnprocessedKeys (throttling); a user whose assignment was not
+    read must not pass for one without an assignment (their events would go uncounted)."""
+    from recsys_common import ddb
+
+    recs = {u: _expose(serving, u) for u in ("slow-a", "slow-b")}
+    variants = Counter(rec["variant"] for rec in recs.values())
+    before = {v: _counters(serving, v).get("events_click", 0) for v in variants}
+    client = ddb.client()
+    batch_get = client.batch_get_item
+
+    def leave_assignments_unprocessed(**kwargs):
+        request = kwargs["RequestItems"]
+        if any("ssignment" in name for name in request):
+            return {"Responses": {}, "UnprocessedKeys": request}
+        return batch_get(**kwargs)
+
+    monkeypatch.setattr(client, "batch_get_item", leave_assignments_unprocessed)
+    events = [{"user_id": u, "item_id": "i", "event_type": "click"} for u in recs]
+    status, _, body = serving.request("POST", "/events", {"events": events})
+    assert status == 200 and body["accepted"] == 2, body
+    for v, n in variants.items():
+        assert _counters(serving, v).get("events_click", 0) == before[v] + n, v
 
 
 def test_an_event_personalize_refuses_does_not_block_the_replay_queue(serving, monkeypatch):

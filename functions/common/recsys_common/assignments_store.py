@@ -52,13 +52,33 @@ class Assignment:
 
 def resolve(experiment: Experiment, user_id: str, bot: bool = False, consistent: bool = False) -> Assignment:
     """The user's variant: stored one if valid for this phase, otherwise a fresh hash (not yet stored)."""
-    if bot:
-        return Assignment(user_id, experiment.control, False, "bot")
-    if not experiment.running:
-        return Assignment(user_id, experiment.control, False, "stopped")
+    if bot or not experiment.running:
+        return _unstorable(experiment, user_id, bot)
     stored = ddb.get_item(
         "ASSIGNMENTS_TABLE", {"user_id": user_id, "experiment_id": experiment.experiment_id}, consistent
     )
+    return _decide(experiment, user_id, stored)
+
+
+def resolve_many(experiment: Experiment, user_ids: list[str], bot: bool = False) -> dict[str, Assignment]:
+    """resolve(consistent=True) for several users with one BatchGetItem (GetItem for any key it
+    left unprocessed, so that a throttled read never passes for a user without an assignment)."""
+    if bot or not experiment.running:
+        return {u: _unstorable(experiment, u, bot) for u in user_ids}
+    keys = [{"user_id": u, "experiment_id": experiment.experiment_id} for u in user_ids]
+    found, left = ddb.batch_get_keys("ASSIGNMENTS_TABLE", keys, consistent=True)
+    stored = {item["user_id"]: item for item in found}
+    out = {u: _decide(experiment, u, stored.get(u)) for u in user_ids}
+    for key in left:
+        out[key["user_id"]] = resolve(experiment, key["user_id"], consistent=True)
+    return out
+
+
+def _unstorable(experiment: Experiment, user_id: str, bot: bool) -> Assignment:
+    return Assignment(user_id, experiment.control, False, "bot" if bot else "stopped")
+
+
+def _decide(experiment: Experiment, user_id: str, stored: dict | None) -> Assignment:
     if (
         stored
         and int(stored.get("phase", 0)) >= experiment.phase

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import random
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import cache
@@ -91,21 +93,32 @@ def get_item(env_var: str, key: dict, consistent: bool = False) -> dict | None:
     return deserialize(resp.get("Item"))
 
 
-def batch_get(env_var: str, key_name: str, ids: list[str], attempts: int = 5) -> dict[str, dict]:
-    """{id: item} for the ids that exist; one BatchGetItem per 100 keys, unprocessed keys retried."""
-    name, out = table_name(env_var), {}
-    unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), 100):
-        request = {name: {"Keys": [serialize({key_name: i}) for i in unique[start : start + 100]]}}
-        for _ in range(attempts):
+def batch_get_keys(
+    env_var: str, keys: list[dict], consistent: bool = False, attempts: int = 5
+) -> tuple[list[dict], list[dict]]:
+    """(items found, keys still unprocessed after `attempts`): one BatchGetItem per 100 keys.
+    Unprocessed keys are retried with exponential backoff, as the BatchGetItem reference asks
+    (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html)."""
+    name, found, left = table_name(env_var), [], []
+    for start in range(0, len(keys), 100):
+        chunk = [serialize(k) for k in keys[start : start + 100]]
+        request = {name: {"Keys": chunk, "ConsistentRead": consistent}}
+        for attempt in range(attempts):
             resp = client().batch_get_item(RequestItems=request)
-            for raw in resp.get("Responses", {}).get(name, []):
-                item = deserialize(raw)
-                out[item[key_name]] = item
+            found += [deserialize(raw) for raw in resp.get("Responses", {}).get(name, [])]
             request = resp.get("UnprocessedKeys") or {}
             if not request:
                 break
-    return out
+            time.sleep(0.02 * 2**attempt * random.random())
+        if request:
+            left += [deserialize(k) for k in request[name]["Keys"]]
+    return found, left
+
+
+def batch_get(env_var: str, key_name: str, ids: list[str], attempts: int = 5) -> dict[str, dict]:
+    """{id: item} for the ids that exist (keys DynamoDB left unprocessed count as absent)."""
+    found, _ = batch_get_keys(env_var, [{key_name: i} for i in dict.fromkeys(ids)], attempts=attempts)
+    return {item[key_name]: item for item in found}
 
 
 def cancellation_codes(exc) -> list[str]:
