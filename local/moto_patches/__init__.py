@@ -10,6 +10,7 @@ each patch checks that the attributes it replaces still exist (`require`).
 - sfn_credentials: the Step Functions engine calls AWS with its role's credentials, not "ak".
 - iam_enforcement: every request is authorised by the stack's IAM decision (local.iam) first.
 - s3_mirror: observers of every object stored or deleted (the stack mirrors them to disk).
+- server_dispatch: the server finds a request's backend once per host, not per request.
 """
 
 from __future__ import annotations
@@ -82,12 +83,14 @@ def install() -> None:
         dynamodb,
         iam_enforcement,
         s3_mirror,
+        server_dispatch,
         sfn_credentials,
         sfn_executions,
         sfn_sdk,
     )
 
     dynamodb.install()
+    server_dispatch.install()
     s3_mirror.install()
     sfn_sdk.install()
     sfn_executions.install()

@@ -33,3 +33,25 @@ def test_a_missing_attribute_names_the_patch_to_review():
     moto_patches.require(Handler, "call_action")
     with pytest.raises(moto_patches.MotoPatchError, match=r"Handler has no transact_write_items"):
         moto_patches.require(Handler, "call_action", "transact_write_items")
+
+
+def test_the_server_finds_a_hosts_backend_once_and_as_moto_does(monkeypatch):
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    from local.moto_patches import server_dispatch
+
+    calls = []
+    original = DomainDispatcherApplication.get_backend_for_host
+    monkeypatch.setattr(server_dispatch, "_installed", False)
+    monkeypatch.setattr(server_dispatch, "_backends", {})
+    monkeypatch.setattr(
+        DomainDispatcherApplication,
+        "get_backend_for_host",
+        lambda self, host: calls.append(host) or original(self, host),
+    )
+    server_dispatch.install()
+    app = DomainDispatcherApplication(create_app=None)
+    for _ in range(3):
+        assert app.get_backend_for_host("dynamodb.us-east-1.amazonaws.com") == "dynamodb"
+        assert app.get_backend_for_host("127.0.0.1:4566") is None
+    assert calls == ["dynamodb.us-east-1.amazonaws.com", "127.0.0.1:4566"]
