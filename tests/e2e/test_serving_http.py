@@ -208,7 +208,7 @@ def test_assignment_spread_follows_the_weights_and_growthbook_hash_v2(api):
 
 
 def test_parallel_events_none_lost_none_double_counted(api):
-    """2000 events in batches of 10 from 16 threads, 40 batches re-sent by a retrying client: the
+    """1000 events in batches of 10 from 16 threads, 20 batches re-sent by a retrying client: the
     results API counts exactly the distinct events, per variant and type, within the promised lag."""
     users = [f"ev-{i}" for i in range(40)]
     variant = api.variants_of(users)
@@ -223,9 +223,9 @@ def test_parallel_events_none_lost_none_double_counted(api):
             }
             for k in range(10)
         ]
-        for b in range(200)
+        for b in range(100)
     ]
-    retries = [batches[i] for i in rng.sample(range(len(batches)), 40)]
+    retries = [batches[i] for i in rng.sample(range(len(batches)), 20)]
     answers = []
 
     def send(events):
@@ -238,8 +238,8 @@ def test_parallel_events_none_lost_none_double_counted(api):
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(send, batches + retries))
     accepted, duplicates = sum(a["accepted"] for a in answers), sum(a["duplicates"] for a in answers)
-    # 2000 distinct events, 400 re-sent; a retried request reports what its first try stored as duplicates
-    assert accepted + duplicates == 2400 and accepted <= 2000 and (accepted == 2000 or duplicates > 400)
+    # 1000 distinct events, 200 re-sent; a retried request reports what its first try stored as duplicates
+    assert accepted + duplicates == 1200 and accepted <= 1000 and (accepted == 1000 or duplicates > 200)
     expected = defaultdict(Counter)
     for events in batches:
         for e in events:
