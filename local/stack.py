@@ -311,12 +311,18 @@ class LocalStack:
         # Stream event source mappings (the aggregator): after restore, so restored items replay
         # as no-ops against their restored watermarks.
         self.streams = StreamMappings(
-            t, self.client, self.runner.invoke, lambda m: print(m, file=self.out)
+            t, self._client_as, self.runner.invoke, lambda m: print(m, file=self.out)
         ).start()
 
     # -- clients, outputs, files -------------------------------------------------------------
-    def client(self, service: str) -> Any:
-        """A boto3 client for this stack, over the wire (like any external tool)."""
+    def _client_as(self, service: str, logical_id: str | None) -> Any:
+        """A client acting as a function's execution role (None: the stack's own credentials)."""
+        creds = self.access.credentials(logical_id) if logical_id else {}
+        return self.client(service, creds)
+
+    def client(self, service: str, credentials: dict[str, str] | None = None) -> Any:
+        """A boto3 client for this stack, over the wire (like any external tool); `credentials`:
+        the AWS_* variables of a role (StackAccess.credentials), else the stack's own."""
         env_key = {
             "stepfunctions": "SFN",
             "logs": "CLOUDWATCH_LOGS",
@@ -324,13 +330,14 @@ class LocalStack:
             "dynamodbstreams": "DYNAMODB_STREAMS",
         }.get(service, service.upper().replace("-", "_"))
         url = self.endpoints.get(f"AWS_ENDPOINT_URL_{env_key}", self.endpoints.get("AWS_ENDPOINT_URL"))
+        creds = {**FAKE_CREDENTIALS, **(credentials or {})}
         return boto3.client(
             service,
             endpoint_url=url,
             region_name=tmpl.REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            aws_session_token="testing",
+            aws_access_key_id=creds["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=creds["AWS_SESSION_TOKEN"],
             config=Config(retries={"max_attempts": 2}),
         )
 

@@ -154,6 +154,10 @@ def resources_for(
     than by the request's name (a Personalize dataset is dataset/<group>/<TYPE>).
     """
     env = {"Partition": "aws", "Region": region, "Account": account}
+    if "QueueUrl" in params and "QueueName" not in params:
+        # SQS names a queue by its URL, https://sqs.<region>.amazonaws.com/<account>/<queue name>
+        # (SQS Developer Guide, "Queue and message identifiers"); its ARN ends in the name.
+        params = {**params, "QueueName": str(params["QueueUrl"]).rstrip("/").rsplit("/", 1)[-1]}
     arns = [s for s in _strings(params) if s.startswith("arn:")]
     found: list[str] = []
     formats = _resource_formats(prefix, action)

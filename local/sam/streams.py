@@ -17,6 +17,11 @@ and AWS's documented behaviour:
   the whole batch (https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-batchfailurereporting.html).
 - Records given up on are not sent anywhere: the OnFailure destination (SQS or SNS) receives a
   record naming the shard and the first and last sequence numbers of the batch.
+- The mapping reads the stream and sends to the destination as the function's execution role
+  ("use the permissions policy that is associated with the Lambda function's IAM role",
+  https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/iam-policy-example-lamda-process-dynamodb-streams.html;
+  SAM adds the stream and destination permissions to that role), so a role without them is refused
+  here as on AWS. Finding the stream (DescribeTable) is the stack's own set-up.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from typing import Any
 
 from local.sam.template import Template
 
+# client(service, logical id of the function whose role acts, or None: the stack's own credentials)
+Clients = Callable[[str, str | None], Any]
 POLL_SECONDS = (
     0.25  # "Lambda polls shards in your DynamoDB stream for records at a base rate of 4 times per second"
 )
@@ -48,6 +55,7 @@ class Mapping:
     function_arn: str
     table: str  # physical name of the table whose stream it reads
     stream_arn: str
+    logical_id: str = ""  # the function's logical id: its execution role acts for the mapping
     starting_position: str = "LATEST"
     batch_size: int = 100  # CreateEventSourceMapping's default for DynamoDB Streams
     window: float = 0.0
@@ -75,6 +83,7 @@ def mappings(t: Template) -> list[Mapping]:
             out.append(
                 Mapping(
                     function=r.physical_name,
+                    logical_id=r.logical_id,
                     function_arn=t.arn(r),
                     table=t.resources[table_id].physical_name,
                     stream_arn=p["Stream"],
@@ -194,18 +203,19 @@ def _iso(record: dict) -> str:
 class StreamPoller:
     """Polls one table's stream (moto) and hands batches to a Delivery, in a daemon thread."""
 
-    def __init__(
-        self, m: Mapping, client: Callable[[str], Any], invoke: Invoke, log: Callable[[str], None] = print
-    ):
+    def __init__(self, m: Mapping, client: Clients, invoke: Invoke, log: Callable[[str], None] = print):
         self.m, self.client, self.log = m, client, log
         self.delivery = Delivery(m, invoke, self._send_failure)
         self.delivered = 0  # records handed to the function (first attempts)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _as_role(self, service: str) -> Any:
+        return self.client(service, self.m.logical_id or None)
+
     def start(self) -> StreamPoller:
-        streams = self.client("dynamodbstreams")
-        arn = self.client("dynamodb").describe_table(TableName=self.m.table)["Table"]["LatestStreamArn"]
+        streams = self._as_role("dynamodbstreams")
+        arn = self.client("dynamodb", None).describe_table(TableName=self.m.table)["Table"]["LatestStreamArn"]
         shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
         self._iterator = streams.get_shard_iterator(
             StreamArn=arn, ShardId=shard, ShardIteratorType=self.m.starting_position
@@ -221,7 +231,7 @@ class StreamPoller:
             self._thread.join(10)
 
     def _run(self) -> None:
-        streams, buffer, since = self.client("dynamodbstreams"), [], 0.0
+        streams, buffer, since = self._as_role("dynamodbstreams"), [], 0.0
         while not self._stop.is_set():
             try:
                 page = streams.get_records(
@@ -257,15 +267,17 @@ class StreamPoller:
         self.log(
             f"  ! {self.m.function}: gave up on {info['batchSize']} stream records (to {self.m.on_failure})"
         )
-        send_to_destination(self.client, self.m.on_failure, record)
+        send_to_destination(self._as_role, self.m.on_failure, record)
 
 
 def send_to_destination(client: Callable[[str], Any], target: str | None, record: dict) -> None:
     """The OnFailure destination gets the invocation record (SQS message or SNS notification)."""
     if target and ":sqs:" in target:
-        sqs = client("sqs")
-        url = sqs.get_queue_url(QueueName=target.rsplit(":", 1)[-1])["QueueUrl"]
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        # The queue's URL from its ARN: the mapping needs sqs:SendMessage alone (SAM grants no
+        # GetQueueUrl), https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-queue-message-identifiers.html
+        _, _, _, region, account, name = target.split(":", 5)
+        url = f"https://sqs.{region}.amazonaws.com/{account}/{name}"
+        client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(record))
     elif target and ":sns:" in target:
         client("sns").publish(TopicArn=target, Message=json.dumps(record))
 
@@ -273,9 +285,7 @@ def send_to_destination(client: Callable[[str], Any], target: str | None, record
 class StreamMappings:
     """Every stream event source mapping of a template, running against a local stack."""
 
-    def __init__(
-        self, t: Template, client: Callable[[str], Any], invoke: Invoke, log: Callable[[str], None] = print
-    ):
+    def __init__(self, t: Template, client: Clients, invoke: Invoke, log: Callable[[str], None] = print):
         self.pollers = [StreamPoller(m, client, invoke, log) for m in mappings(t) if m.enabled]
 
     def start(self) -> StreamMappings:

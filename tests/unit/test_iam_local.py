@@ -112,6 +112,10 @@ def test_calls_are_authorised_against_the_resources_the_reference_names():
     assert checks("s3", "GetObject", {"Bucket": "b", "Key": "raw/x.csv"}, R, A)[0].resources == (
         "arn:aws:s3:::b/raw/x.csv",
     )
+    queue_url = f"https://sqs.{R}.amazonaws.com/{A}/dlq"  # SQS names queues by URL
+    assert checks("sqs", "SendMessage", {"QueueUrl": queue_url, "MessageBody": "m"}, R, A)[0].resources == (
+        f"arn:aws:sqs:{R}:{A}:dlq",
+    )
     assert [c.action for c in checks("lambda", "Invoke", {"FunctionName": "f"}, R, A)] == [
         "lambda:InvokeFunction"
     ]
