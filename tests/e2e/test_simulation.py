@@ -157,6 +157,7 @@ def test_simulation_on_trained_models(local_stack, request):
     )
 
 
+@pytest.mark.timeout(600)  # ~3,000 API calls: 2.5 min on an idle 2-core machine
 def test_models_trained_on_the_data_beat_popularity_for_its_users(local_stack, request):
     """The data set's own users, with the tastes their history shows, browse the trained stack:
     the personalised variants must get clearly more clicks per user than the popularity one."""
