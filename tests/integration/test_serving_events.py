@@ -11,11 +11,11 @@ import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from itertools import combinations
 
 import pytest
 
 from tests.support import LambdaContext
+from tests.unit.abtest_helpers import variant_counters
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["tests.plugins.serving"]  # the `serving` fixture
@@ -29,24 +29,14 @@ def _expose(serving, user_id: str) -> dict:
 
 
 def _expected(per_user: dict[str, dict[str, float]], users_by_variant: dict[str, list[str]]) -> dict:
-    """The counters, computed here from raw per-user totals (not by the code under test)."""
-    metrics = sorted([*TYPES, "value"])
-    out = {}
-    for variant, users in users_by_variant.items():
-        c = defaultdict(float)
-        for u in users:
-            t = per_user.get(u, {})
-            for m in metrics:
-                x = t.get(m, 0.0)
-                c[f"sum_{m}"] += x
-                c[f"sumsq_{m}"] += x * x
-                c[f"users_{m}"] += x > 0
-            for a, b in combinations(metrics, 2):
-                c[f"sumxy_{a}__{b}"] += t.get(a, 0.0) * t.get(b, 0.0)
-            for m in TYPES:
-                c[f"events_{m}"] += t.get(m, 0.0)
-        out[variant] = {k: v for k, v in c.items() if v}
-    return out
+    """The metric counters, computed from raw per-user totals (not by the code under test)."""
+    variant_of = {u: v for v, users in users_by_variant.items() for u in users}
+    totals = {u: per_user.get(u, {}) for u in variant_of}
+    counters = variant_counters(totals, variant_of, sorted([*TYPES, "value"]))
+    return {
+        v: {k: x for k, x in c.items() if k not in ("exposed", "requests", "fallbacks")}
+        for v, c in counters.items()
+    }
 
 
 def _counters(serving, variant):
