@@ -107,7 +107,7 @@ def batch_get_keys(
             resp = client().batch_get_item(RequestItems=request)
             found += [deserialize(raw) for raw in resp.get("Responses", {}).get(name, [])]
             request = resp.get("UnprocessedKeys") or {}
-            if not request:
+            if not request or attempt + 1 == attempts:
                 break
             time.sleep(0.02 * 2**attempt * random.random())
         if request:
