@@ -300,7 +300,7 @@ def main() -> None:
             print(f"  exactness: counters == recomputation from the raw events: {exact} "
                   f"({compared} counters compared, {differ} differ)")  # fmt: skip
         finally:
-            stack.stop(snapshot=False)
+            stack.stop()
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ and AWS's documented behaviour:
   the whole batch (https://docs.aws.amazon.com/lambda/latest/dg/services-ddb-batchfailurereporting.html).
 - Records given up on are not sent anywhere: the OnFailure destination (SQS or SNS) receives a
   record naming the shard and the first and last sequence numbers of the batch.
+- An invocation that cannot start (the function or the account at its concurrency limit) is
+  retried "until the records expire or exceed the maximum age" without using a retry attempt
+  (services-dynamodb-errors.html, "Before invocation").
 - The mapping reads the stream and sends to the destination as the function's execution role
   ("use the permissions policy that is associated with the Lambda function's IAM role",
   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/iam-policy-example-lamda-process-dynamodb-streams.html;
@@ -117,16 +120,36 @@ def _epoch(value: Any) -> float:
 class Delivery:
     """Lambda's retry logic for one batch (no I/O of its own: invoke and on_failure are given)."""
 
-    def __init__(self, m: Mapping, invoke: Invoke, on_failure: Callable[[dict], None], sleep=time.sleep):
+    def __init__(
+        self,
+        m: Mapping,
+        invoke: Invoke,
+        on_failure: Callable[[dict], None],
+        sleep=time.sleep,
+        stopping: Callable[[], bool] = lambda: False,
+    ):
         self.m, self.invoke, self.on_failure, self.sleep = m, invoke, on_failure, sleep
+        self.stopping = stopping
         self.invocations = 0
 
     def deliver(self, records: list[dict]) -> None:
-        """Return once every record is processed or given up on (the shard's checkpoint moves on)."""
+        """Return once every record is processed or given up on (the shard's checkpoint moves on),
+        or when the stack stops (the records stay unprocessed)."""
         pending = [(records, 0)]  # (batch, retries so far); a stack keeps the records in order
-        while pending:
+        waits = 0
+        while pending and not self.stopping():
             batch, retries = pending.pop()
-            failed_from = self._invoke(batch)
+            try:
+                failed_from = self._invoke(batch)
+            except Exception:  # not invoked (throttled): retried until the records expire, no attempt used
+                if self._expired(batch):
+                    self._give_up(batch, retries)
+                    continue
+                self.sleep(BACKOFF_SECONDS[min(waits, len(BACKOFF_SECONDS) - 1)])
+                pending.append((batch, retries))
+                waits += 1
+                continue
+            waits = 0
             if failed_from is None:
                 continue
             failed = batch[failed_from:]
@@ -205,9 +228,11 @@ class StreamPoller:
 
     def __init__(self, m: Mapping, client: Clients, invoke: Invoke, log: Callable[[str], None] = print):
         self.m, self.client, self.log = m, client, log
-        self.delivery = Delivery(m, invoke, self._send_failure)
-        self.delivered = 0  # records handed to the function (first attempts)
         self._stop = threading.Event()
+        self.delivery = Delivery(
+            m, invoke, self._send_failure, sleep=self._stop.wait, stopping=self._stop.is_set
+        )
+        self.delivered = 0  # records handed to the function (first attempts)
         self._thread: threading.Thread | None = None
 
     def _as_role(self, service: str) -> Any:

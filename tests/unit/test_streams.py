@@ -79,3 +79,32 @@ def test_a_malformed_identifier_fails_the_whole_batch_and_responses_count_only_w
     delivery, _ = _delivery(ignored)  # ReportBatchItemFailures not in FunctionResponseTypes: a success
     delivery.deliver(_records(3))
     assert ignored.calls == [[100, 101, 102]]
+
+
+def test_a_throttled_invocation_is_retried_without_using_a_retry_attempt():
+    """ "Before invocation": throttling is retried until the records expire, not counted as an attempt."""
+    from local.sam.lambda_runner import Throttled
+
+    answers = iter([Throttled("ReservedFunctionConcurrentInvocationLimitExceeded")] * 3)
+
+    def function(name, event):
+        answer = next(answers, None)
+        if answer is not None:
+            raise answer
+        return True, None
+
+    delivery, failures = _delivery(function, max_retries=0)
+    delivery.deliver(_records(3))
+    assert delivery.invocations == 4 and not failures
+
+
+def test_a_throttled_batch_past_its_maximum_age_is_given_up():
+    def throttled(name, event):
+        from local.sam.lambda_runner import Throttled
+
+        raise Throttled("ConcurrentInvocationLimitExceeded")
+
+    delivery, failures = _delivery(throttled, max_record_age=60)  # records created at epoch 0
+    delivery.deliver(_records(2))
+    (failure,) = failures
+    assert failure["DDBStreamBatchInfo"]["batchSize"] == 2
