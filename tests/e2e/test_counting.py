@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from local.stack import load_template
+from local.tools import report
 from tests.e2e.conftest import TEMPLATE, start_stack, wait_counted
 
 pytestmark = pytest.mark.e2e
@@ -34,10 +35,7 @@ def _physical(logical_id: str) -> str:
 
 
 def _results(stack) -> dict:
-    url = f"{stack.api_url}/experiments/{EXPERIMENT}/results"
-    resp = requests.get(url, headers=stack.signed_headers("GET", url), timeout=60)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["variants"]
+    return report.fetch_results(stack.api_url, EXPERIMENT, signer=stack.signer)["variants"]
 
 
 def _traffic(stack, users: list[str]) -> dict[str, Counter]:
