@@ -283,7 +283,8 @@ class StreamPoller:
     def _deliver(self, batch: list[dict]) -> None:
         try:
             self.delivery.deliver(batch)
-        except Exception as exc:  # the runner itself failed: the batch is retried from the same place
+        except Exception as exc:  # the OnFailure destination refused the record: logged, not retried
+            # (the records stay uncounted until a later change of the same users, or reconcile)
             self.log(f"  ! stream delivery to {self.m.function} failed: {exc}")
 
     def _send_failure(self, record: dict) -> None:

@@ -23,11 +23,8 @@ EXPERIMENT = "recs-ab"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    running = start_stack(tmp_path_factory.mktemp("counting") / "state")
-    try:
+    with start_stack(tmp_path_factory.mktemp("counting") / "state") as running:
         yield running
-    finally:
-        running.stop()
 
 
 def _physical(logical_id: str) -> str:

@@ -55,14 +55,13 @@ def _settled_snapshot(stack) -> dict:
     assignments table holds, read with boto3 (the stack's ground truth)."""
     from boto3.dynamodb.types import TypeDeserializer
 
-    ddb, items, kwargs = stack.client("dynamodb"), [], {"ConsistentRead": True}
-    kwargs["TableName"] = stack.outputs["AssignmentsTableName"]
-    while True:
-        page = ddb.scan(**kwargs)
-        items += [{k: TypeDeserializer().deserialize(v) for k, v in i.items()} for i in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    deserialize = TypeDeserializer().deserialize
+    pages = (
+        stack.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(TableName=stack.outputs["AssignmentsTableName"], ConsistentRead=True)
+    )
+    items = [{k: deserialize(v) for k, v in i.items()} for page in pages for i in page["Items"]]
     stored: dict = {}
     for item in items:
         if item.get("experiment_id") != EXPERIMENT or "exposed_at" not in item:
@@ -122,11 +121,8 @@ def test_results_over_http_match_an_independent_computation(local_stack):
 
 @pytest.fixture(scope="module")
 def fresh_stack(tmp_path_factory):
-    stack = start_stack(tmp_path_factory.mktemp("aa-stack") / "state")
-    try:
+    with start_stack(tmp_path_factory.mktemp("aa-stack") / "state") as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_aa_simulation_is_counted_exactly_and_names_no_winner(fresh_stack, tmp_path):
